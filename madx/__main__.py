@@ -1,0 +1,3 @@
+from madx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Print versions, the compute device and which kernel implementations are available here."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+
+HELP = "versions, device and available kernel implementations"
+
+PACKAGES = ("madx-bench", "torch", "transformers", "accelerate", "datasets", "seqeval", "evaluate",
+            "safetensors", "tensorboard", "triton", "deepspeed")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true")
+
+
+def collect() -> dict:
+    import torch
+
+    from madx import kernels
+
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    if torch.cuda.is_available():
+        device = {"type": "cuda", "count": torch.cuda.device_count(), "name": torch.cuda.get_device_name(0),
+                  "bf16": torch.cuda.is_bf16_supported()}
+    else:
+        device = {"type": "cpu", "threads": torch.get_num_threads()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "device": device,
+        "kernels": kernels.available_implementations(),
+    }
+
+
+def run(args) -> int:
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"python {info['python']} on {info['platform']}")
+    for package, version in info["versions"].items():
+        print(f"  {package:<14} {version or 'not installed'}")
+    print("device: " + ", ".join(f"{k}={v}" for k, v in info["device"].items()))
+    print("kernel implementations:")
+    for name, status in info["kernels"].items():
+        print(f"  {name:<14} {status}")
+    return 0

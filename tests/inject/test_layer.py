@@ -1,0 +1,70 @@
+"""The layer equations, written out by hand from the paper (eq. 1, eq. 2 + footnote 2) and
+from AdapterHub's Pfeiffer stacking, against what the hooked model computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import madx
+from madx import Stack, active
+from tests.conftest import randomise, tiny_model
+
+
+def adapter(a, h, residual):
+    return F.linear(F.relu(F.linear(h, a.down.weight, a.down.bias)), a.up.weight, a.up.bias) + residual
+
+
+@pytest.fixture
+def layer_setup():
+    model = tiny_model("xlm-roberta", "ner")
+    madx.add_language_adapter(model, "en", invertible=False)
+    madx.add_task_adapter(model, "ner")
+    randomise(madx.get_store(model), seed=2)
+    layer = model.base_model.encoder.layer[0]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 32, generator=generator)  # attention output, the FFN sub-block's input
+    intermediate = layer.intermediate(x)
+    r = layer.output.dropout(layer.output.dense(intermediate))  # FFN output (dropout is 0 here)
+    ln = layer.output.LayerNorm
+    la = madx.get_store(model).get("en").layers[0]
+    ta = madx.get_store(model).get("ner").layers[0]
+    return model, layer, x, intermediate, r, ln, la, ta
+
+
+def test_single_language_adapter_is_eq1(layer_setup):
+    model, layer, x, intermediate, r, ln, la, _ = layer_setup
+    expected = ln(adapter(la, ln(r + x), r) + x)
+    with active(model, Stack("en")), torch.no_grad():
+        got = layer.output(intermediate, x)
+    assert torch.allclose(got, expected.detach(), atol=1e-6)
+
+
+def test_stack_paper_mode_is_eq2_with_the_ffn_residual(layer_setup):
+    model, layer, x, intermediate, r, ln, la, ta = layer_setup
+    language_out = adapter(la, ln(r + x), r)
+    expected = ln(adapter(ta, language_out, r) + x)  # TA reads LA, adds the same r
+    with active(model, Stack("en", "ner")), torch.no_grad():
+        got = layer.output(intermediate, x)
+    assert torch.allclose(got, expected.detach(), atol=1e-6)
+
+
+def test_stack_adapterhub_mode_renormalises_and_chains_residuals(layer_setup):
+    model, layer, x, intermediate, r, ln, la, ta = layer_setup
+    language_out = adapter(la, ln(r + x), r)
+    expected = ln(adapter(ta, ln(language_out + x), language_out) + x)
+    with active(model, Stack("en", "ner", mode="adapterhub")), torch.no_grad():
+        got = layer.output(intermediate, x)
+    assert torch.allclose(got, expected.detach(), atol=1e-6)
+    with active(model, Stack("en", "ner")), torch.no_grad():
+        paper = layer.output(intermediate, x)
+    assert not torch.allclose(got, paper, atol=1e-4), "the two stacking modes must differ"
+
+
+def test_task_adapter_alone_is_eq1(layer_setup):
+    model, layer, x, intermediate, r, ln, _, ta = layer_setup
+    expected = ln(adapter(ta, ln(r + x), r) + x)
+    with active(model, Stack("ner")), torch.no_grad():
+        got = layer.output(intermediate, x)
+    assert torch.allclose(got, expected.detach(), atol=1e-6)
