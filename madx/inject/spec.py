@@ -26,7 +26,8 @@ class ArchitectureSpec:
     ffn_dense: str
     ffn_dropout: str
     ffn_layer_norm: str
-    mlm_decoder: str  # the tied output-embedding projection of the MLM head
+    mlm_head: str  # the MLM head module on the top-level model: hidden (N, h) -> logits (N, V)
+    mlm_decoder: str  # its tied output-embedding projection (the inverse of the invertible adapter runs before it)
     task_heads: tuple[str, ...]  # attribute names of task prediction heads on the top-level model
 
 
@@ -41,8 +42,8 @@ _BERT_LIKE = dict(
 )
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
-    "xlm-roberta": ArchitectureSpec(model_types=("xlm-roberta", "roberta"), mlm_decoder="lm_head.decoder", **_BERT_LIKE),
-    "bert": ArchitectureSpec(model_types=("bert",), mlm_decoder="cls.predictions.decoder", **_BERT_LIKE),
+    "xlm-roberta": ArchitectureSpec(model_types=("xlm-roberta", "roberta"), mlm_head="lm_head", mlm_decoder="lm_head.decoder", **_BERT_LIKE),
+    "bert": ArchitectureSpec(model_types=("bert",), mlm_head="cls", mlm_decoder="cls.predictions.decoder", **_BERT_LIKE),
 }
 
 
