@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "params": "madx.commands.params",
     "info": "madx.commands.info",
+    "bench": "bench.cli",
 }
 
 

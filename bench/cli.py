@@ -1,0 +1,140 @@
+"""``madx bench``: validate, plan, run, status and report for suites.
+
+    madx bench validate smoke
+    madx bench plan paper-ner
+    accelerate launch --num_processes 2 -m madx bench run smoke --out runs/smoke
+    madx bench status runs/smoke
+    madx bench report runs/smoke --out reports/smoke
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HELP = "the benchmark suite: validate, plan, run, status, report"
+
+# tokens one job of each kind processes, for ``plan``'s compute estimate (per unit of its params)
+DEFAULT_THROUGHPUT_TOKENS_PER_S = 100_000.0  # a stated assumption: XLM-R base training on one modern GPU
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    validate = sub.add_parser("validate", help="check a suite file")
+    validate.add_argument("suite")
+    validate.set_defaults(run=run_validate)
+    plan = sub.add_parser("plan", help="print the job graph's counts and a compute estimate")
+    plan.add_argument("suite")
+    plan.add_argument("--throughput", type=float, default=DEFAULT_THROUGHPUT_TOKENS_PER_S,
+                      help="assumed training tokens/s per GPU for the estimate")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(run=run_plan)
+    run = sub.add_parser("run", help="run (or resume) a suite; every launched process is a worker")
+    run.add_argument("suite")
+    run.add_argument("--out", required=True, help="run directory (shared by all workers)")
+    run.add_argument("--lease-seconds", type=float, default=None, help="claim lease; a dead worker's job is retaken after it")
+    run.add_argument("--max-jobs", type=int, default=None, help="stop this worker after N jobs")
+    run.set_defaults(run=run_run)
+    status = sub.add_parser("status", help="done / running / failed / pending of a run directory")
+    status.add_argument("dir")
+    status.set_defaults(run=run_status)
+    report = sub.add_parser("report", help="tables and plots beside the paper's")
+    from bench.report.cli import add_arguments as add_report_arguments, run as run_report
+
+    add_report_arguments(report)
+    report.set_defaults(run=run_report)
+
+
+def run(args) -> int:  # dispatched through set_defaults
+    return args.run(args)
+
+
+def run_validate(args) -> int:
+    from bench.graph import build_graph, count_by_kind
+    from bench.suite import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as error:
+        print(f"invalid suite: {error}", file=sys.stderr)
+        return 2
+    counts = count_by_kind(build_graph(suite))
+    print(f"{suite.path}: valid suite {suite.name!r} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))} jobs)")
+    return 0
+
+
+def estimate(suite, jobs) -> dict:
+    """Training tokens per job kind from the hyperparameters, and GPU-hours at a given throughput."""
+    from bench.graph import count_by_kind
+
+    tokens = {"mlm": 0, "task": 0}
+    for job in jobs:
+        if job.kind == "mlm":
+            m = job.params["mlm"]
+            tokens["mlm"] += m["steps"] * m["batch_size"] * m["max_seq_length"]
+        elif job.kind == "task":
+            h = job.params["hyper"]
+            sentences = {"ner": 20000 if job.params["source"] in ("en", "ja", "zh", "ar") else 1000, "qa": 88000}[job.params["task"]]
+            average_tokens = {"ner": 32, "qa": 200}[job.params["task"]]
+            tokens["task"] += h["epochs"] * sentences * average_tokens
+    return {"counts": dict(count_by_kind(jobs)), "training_tokens": tokens}
+
+
+def run_plan(args) -> int:
+    from bench.graph import build_graph
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite, check_paths=False)
+    jobs = build_graph(suite)
+    est = estimate(suite, jobs)
+    hours = {k: v / args.throughput / 3600 for k, v in est["training_tokens"].items()}
+    if args.json:
+        print(json.dumps({**est, "gpu_hours": hours, "throughput_tokens_per_s": args.throughput}, indent=2))
+        return 0
+    print(f"suite {suite.name}: {len(jobs)} jobs")
+    for kind in ("prepare", "mlm", "task", "eval"):
+        if kind in est["counts"]:
+            print(f"  {kind:<8} {est['counts'][kind]:>6}")
+    print(f"training tokens: MLM {est['training_tokens']['mlm']:.3g}, task {est['training_tokens']['task']:.3g}")
+    print(f"at {args.throughput:,.0f} tokens/s per GPU: MLM {hours['mlm']:,.1f} GPU-h, task {hours['task']:,.1f} GPU-h "
+          "(NER sizes assumed: 20k sentences for en/ja/zh/ar, 1k elsewhere; 32 tokens each; SQuAD 88k x 200 tokens)")
+    return 0
+
+
+def run_run(args) -> int:
+    import logging
+
+    from bench.suite import SuiteError, load_suite
+    from bench.worker import run_worker
+
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as error:
+        print(f"invalid suite: {error}", file=sys.stderr)
+        return 2
+    summary = run_worker(suite, args.out, progress=lambda line: print(line, flush=True),
+                         lease_seconds=args.lease_seconds, max_jobs=args.max_jobs)
+    return 0 if summary["failed"] == 0 and summary["pending"] == 0 and summary["running"] == 0 else 1
+
+
+def run_status(args) -> int:
+    from bench.store import RunStore
+    from bench.worker import status_counts
+
+    store = RunStore(args.dir)
+    plan_path = Path(args.dir) / "plan.json"
+    if not plan_path.exists():
+        print(f"{args.dir}: no plan.json; not a run directory", file=sys.stderr)
+        return 2
+    jobs = json.loads(plan_path.read_text())["jobs"]
+    counts = status_counts(store, jobs)
+    print(f"{args.dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" of {len(jobs)} jobs")
+    for job in jobs:
+        owner = store.claim_owner(job["id"])
+        if owner and not store.is_done(job["id"]):
+            print(f"  running  {job['name']}  ({owner.get('worker')})")
+        elif not store.is_done(job["id"]) and (error := store.error(job["id"])):
+            print(f"  failed   {job['name']}: {error.get('error')}")
+    return 0

@@ -1,0 +1,278 @@
+"""Run one job of the graph inside a worker.
+
+A worker keeps one base model per (model directory, head) and hot-swaps adapters between jobs
+(``madx.detach`` restores the base bit for bit), so the many evaluation jobs cost little more
+than their forward passes. Full-model jobs (baselines) change every weight and always load a
+fresh copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
+                          AutoModelForTokenClassification, AutoTokenizer)
+
+import madx
+from madx.compose import Stack
+from madx.data import synthetic
+from madx.data.squad import load_squad
+from madx.data.tokenizer import build_tiny_tokenizer
+from madx.data.wikiann import NER_TAGS, load_wikiann, wikiann_path
+from madx.phases import MLMData, evaluate_task, prepare_task_data, train_full_mlm, train_language_adapter, train_task
+from madx.runtime import Runtime
+from madx.train import TrainConfig
+from madx.variants import get_variant
+
+logger = logging.getLogger(__name__)
+HEADS = {"mlm": AutoModelForMaskedLM, "ner": AutoModelForTokenClassification, "qa": AutoModelForQuestionAnswering}
+LOW_RESOURCE_MIN_SENTENCES = 5000  # the paper's batch 16 / 8 split is high- vs low-resource NER training sets
+
+
+class JobContext:
+    """What a job needs from its worker: the store's view of dependencies, a runtime, caches."""
+
+    def __init__(self, store, jobs_by_id: dict, runtime: Runtime, tb_root: Path, progress: Callable[[str], None]):
+        self.store = store
+        self.jobs_by_id = jobs_by_id
+        self.runtime = runtime
+        self.tb_root = tb_root
+        self.progress = progress
+        self._models: dict[tuple[str, str], torch.nn.Module] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._finetuned: tuple[str, torch.nn.Module] | None = None  # the last full-model task job's model
+
+    # -- resolution of dependencies ---------------------------------------------------------
+    def dep(self, job, kind: str, **match) -> Any:
+        for dep_id in job.deps:
+            dep = self.jobs_by_id[dep_id]
+            if dep.kind == kind and all(dep.params.get(k) == v for k, v in match.items()):
+                return dep
+        raise LookupError(f"job {job.name} has no {kind} dependency matching {match}")
+
+    def base_model_dir(self, job) -> str:
+        model = job.params["model"]
+        if "tiny" in model:
+            return str(self.store.artifacts(self.dep(job, "prepare").id) / "model")
+        return model["name_or_path"]
+
+    def synthetic(self, job) -> bool:
+        return any(self.jobs_by_id[d].kind == "prepare" for d in job.deps)
+
+    def data_root(self, job, key: str) -> str:
+        """A data location: the suite's, or the prepare job's output for synthetic suites."""
+        if self.synthetic(job):
+            return str(self.store.artifacts(self.dep(job, "prepare").id) / "data" / key)
+        value = job.params.get("text") if key == "text" else (job.params.get("data") or {}).get(key)
+        if value is None:
+            raise ValueError(f"job {job.name}: the suite names no data.{key}")
+        return value
+
+    # -- models ------------------------------------------------------------------------------
+    def tokenizer(self, path: str):
+        if path not in self._tokenizers:
+            self._tokenizers[path] = AutoTokenizer.from_pretrained(path)
+        return self._tokenizers[path]
+
+    def cached_model(self, path: str, head: str, seed: int) -> torch.nn.Module:
+        """The worker's shared base model for adapter jobs, adapters removed, head re-initialised with ``seed``."""
+        key = (path, head)
+        if key not in self._models:
+            self._models[key] = load_model(path, head).to(self.runtime.device)
+        model = self._models[key]
+        if madx.inject.model.is_attached(model):
+            madx.detach(model)
+        reinit_head(model, head, seed)
+        return model
+
+    def fresh_model(self, path: str, head: str, seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return load_model(path, head).to(self.runtime.device)
+
+    def writer(self, job):
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.tb_root / job.name.replace("->", "-to-")))
+
+
+def load_model(path: str, head: str) -> torch.nn.Module:
+    kwargs = {}
+    if head == "ner":
+        kwargs = dict(num_labels=len(NER_TAGS), id2label=dict(enumerate(NER_TAGS)), label2id={t: i for i, t in enumerate(NER_TAGS)})
+    return HEADS[head].from_pretrained(path, **kwargs).eval()
+
+
+def reinit_head(model: torch.nn.Module, head: str, seed: int) -> None:
+    if head == "mlm":
+        return
+    torch.manual_seed(seed)
+    for module in madx.task_heads(model).values():
+        module.apply(model._init_weights)
+
+
+def _train_config(hyper: dict, lr: float, batch_size: int, seed: int, steps: int | None = None, epochs: float = 1.0) -> TrainConfig:
+    return TrainConfig(learning_rate=lr, batch_size=batch_size, num_epochs=epochs, max_steps=steps, seed=seed,
+                       eval_every=hyper.get("eval_every"), log_every=max(1, min(50, (steps or 50) // 5)))
+
+
+# -- job kinds ---------------------------------------------------------------------------------
+def run_prepare(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
+    """Synthetic suites: the data files (in the real formats) and a tiny random base model."""
+    data, tiny = job.params["data"], dict(job.params["model"]["tiny"])
+    languages = sorted(set(data["languages"]))
+    root = workspace / "data"
+    for lang in languages:
+        for split, n in (("train", data["ner_train"]), ("dev", data["ner_dev"]), ("test", data["ner_test"])):
+            synthetic.write_wikiann(root / "wikiann" / f"{split}-{lang}.tsv", lang, n, seed={"train": 0, "dev": 1, "test": 2}[split])
+        synthetic.write_text(root / "text" / f"{lang}.txt", lang, data["text_lines"])
+        synthetic.write_squad(root / "xquad" / f"xquad.{lang}.json", lang, data["qa_eval"], seed=3)
+    synthetic.write_squad(root / "squad" / "train.json", "en", data["qa_train"], seed=0)
+    synthetic.write_squad(root / "squad" / "dev.json", "en", data["qa_eval"], seed=1)
+    texts = [line for lang in languages for line in (root / "text" / f"{lang}.txt").read_text().splitlines()]
+    texts += [" ".join(tokens) for lang in languages for tokens, _ in synthetic.ner_sentences(lang, 100)]
+    tokenizer = build_tiny_tokenizer(texts, vocab_size=tiny.pop("vocab_size", 600))
+    arch = tiny.pop("arch", "xlm-roberta")
+    config = AutoConfig.for_model(arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **tiny)
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(config)
+    model.save_pretrained(workspace / "model")
+    tokenizer.save_pretrained(workspace / "model")
+    return {"metrics": {}, "cost": {"tokens": 0}}
+
+
+def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
+    p = job.params
+    path = ctx.base_model_dir(job)
+    tokenizer = ctx.tokenizer(path)
+    hyper, adapters = p["mlm"], p["adapters"]
+    corpus = Path(ctx.data_root(job, "text")) / f"{p['language']}.txt"
+    if not corpus.exists():
+        raise FileNotFoundError(f"{job.name}: no MLM text for language {p['language']!r} at {corpus}")
+    data = MLMData(max_seq_length=hyper["max_seq_length"])
+    seed = 1
+    writer = ctx.writer(job)
+    report = lambda r: ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
+    if p["mode"] == "full":
+        model = ctx.fresh_model(path, "mlm", seed)
+        config = _train_config(hyper, hyper["lr_full_model"], hyper["batch_size"], seed, steps=hyper["steps"])
+        out = train_full_mlm(model, corpus, tokenizer, config, ctx.runtime, data, writer, report)
+        model.save_pretrained(workspace / "model")
+        tokenizer.save_pretrained(workspace / "model")
+    else:
+        model = ctx.cached_model(path, "mlm", seed)
+        torch.manual_seed(seed)
+        config = _train_config(hyper, hyper["lr_adapters"], hyper["batch_size"], seed, steps=hyper["steps"])
+        out = train_language_adapter(model, p["language"], corpus, tokenizer, config, ctx.runtime,
+                                     invertible=p["mode"] == "adapter+inv",
+                                     reduction_factor=adapters["language_reduction_factor"],
+                                     invertible_reduction_factor=adapters["invertible_reduction_factor"],
+                                     data=data, writer=writer, progress=report)
+        madx.save_adapter(model, p["language"], workspace / "adapter")
+        madx.detach(model)
+    writer.close()
+    return {"metrics": {"loss": out["dev"]["loss"], "perplexity": out["dev"]["perplexity"]}, "train": out["train"],
+            "cost": _cost(out["train"], ctx.runtime)}
+
+
+def _load_task_data(job, ctx: JobContext, task: str, language: str, split: str):
+    if task == "ner":
+        return load_wikiann(wikiann_path(ctx.data_root(job, "wikiann"), language, split))
+    if split == "train":
+        if ctx.synthetic(job):
+            return load_squad(Path(ctx.data_root(job, "squad")) / "train.json")
+        return load_squad(ctx.data_root(job, "squad_train"))
+    if split == "dev":
+        if ctx.synthetic(job):
+            return load_squad(Path(ctx.data_root(job, "squad")) / "dev.json")
+        dev = job.params["data"].get("squad_dev")
+        return load_squad(dev) if dev else None
+    return load_squad(Path(ctx.data_root(job, "xquad")) / f"xquad.{language}.json")
+
+
+def _limit(dataset, n):
+    return dataset if not n or len(dataset) <= n else dataset.select(range(int(n)))
+
+
+def _task_model_dir(job, ctx: JobContext) -> str:
+    variant = get_variant(job.params["method"])
+    if variant.full_model_mlm:
+        language = job.params["source"] if variant.full_model_mlm == "source" else job.params["mlm_target"]
+        return str(ctx.store.artifacts(ctx.dep(job, "mlm", language=language, mode="full").id) / "model")
+    return ctx.base_model_dir(job)
+
+
+def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
+    p = job.params
+    task, method, source, seed, hyper = p["task"], p["method"], p["source"], p["seed"], p["hyper"]
+    variant = get_variant(method)
+    tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
+    train_examples = _limit(_load_task_data(job, ctx, task, source, "train"), hyper.get("max_train_sentences") or hyper.get("max_train_questions"))
+    dev_examples = _load_task_data(job, ctx, task, source, "dev") or train_examples.select(range(min(len(train_examples), 200)))
+    dev_examples = _limit(dev_examples, hyper.get("max_eval_questions"))
+    batch_size = hyper["batch_size"]
+    if task == "ner" and len(train_examples) < LOW_RESOURCE_MIN_SENTENCES:
+        batch_size = hyper.get("batch_size_low_resource") or batch_size
+    lr = hyper["lr_adapters"] if variant.uses_adapters else hyper["lr_full_model"]
+    config = _train_config(hyper, lr, batch_size, seed, epochs=hyper["epochs"])
+    writer = ctx.writer(job)
+    report = lambda r: ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
+    if variant.uses_adapters:
+        model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
+        if variant.language_adapters:
+            mode = "adapter+inv" if variant.invertible_adapters else "adapter"
+            madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=source, mode=mode).id) / "adapter")
+        setup = variant.task_setup(source, task)
+        torch.manual_seed(seed)
+        out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, setup, task_adapter=task,
+                         reduction_factor=p["adapters"]["task_reduction_factor"], max_length=hyper["max_length"], writer=writer, progress=report)
+        madx.save_adapter(model, task, workspace / "task_adapter")
+        madx.detach(model)
+    else:
+        model = ctx.fresh_model(_task_model_dir(job, ctx), task, seed)
+        out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, None,
+                         max_length=hyper["max_length"], writer=writer, progress=report)
+        model.save_pretrained(workspace / "model")
+    writer.close()
+    return {"metrics": {"best_dev": out["dev"], "train_loss": out["train"]["final_loss"]}, "train": out["train"],
+            "cost": _cost(out["train"], ctx.runtime)}
+
+
+def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
+    p = job.params
+    task, method, target, seed, hyper = p["task"], p["method"], p["target"], p["seed"], p["hyper"]
+    variant = get_variant(method)
+    tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
+    examples = _limit(_load_task_data(job, ctx, task, target, "test"), hyper.get("max_eval_questions"))
+    features = prepare_task_data(task, examples, tokenizer, train=False, max_length=hyper["max_length"])
+    task_dir = ctx.store.artifacts(ctx.dep(job, "task").id)
+    start = time.perf_counter()
+    if variant.uses_adapters:
+        model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
+        if variant.language_adapters:
+            mode = "adapter+inv" if variant.invertible_adapters else "adapter"
+            madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=target, mode=mode).id) / "adapter")
+        madx.load_adapter(model, task_dir / "task_adapter")
+        with madx.active(model, variant.eval_setup(target, task)):
+            metrics = evaluate_task(task, model, examples, features, tokenizer, ctx.runtime)
+        madx.detach(model)
+    else:
+        path = str(task_dir / "model")
+        if ctx._finetuned is None or ctx._finetuned[0] != path:  # one per worker: evals of a model come together
+            ctx._finetuned = (path, load_model(path, task).to(ctx.runtime.device))
+        metrics = evaluate_task(task, ctx._finetuned[1], examples, features, tokenizer, ctx.runtime)
+    wall = time.perf_counter() - start
+    tokens = int(sum(len(ids) for ids in features["input_ids"]))
+    return {"metrics": metrics, "cost": {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / max(wall, 1e-9)}}
+
+
+def _cost(train: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    return {"wall_s": train["wall_s"], "tokens": train["tokens"], "tokens_per_s": train["tokens_per_s"],
+            "peak_memory_bytes": train["peak_memory_bytes"], "trainable_params": train["trainable_params"]}
+
+
+RUNNERS = {"prepare": run_prepare, "mlm": run_mlm, "task": run_task, "eval": run_eval}

@@ -1,0 +1,114 @@
+"""Expand a suite into a graph of content-addressed jobs.
+
+* ``prepare`` (synthetic suites only): write the tiny base model and the synthetic data.
+* ``mlm``: per language, a language adapter with (``madx``) or without (``madx-inv``) its
+  invertible adapter; or full-model MLM (``mlm-src`` / ``mlm-trg``), shared by both baselines.
+* ``task``: per task × method × source × seed (MLM-TRG: per source × target, ``mlm_trg_seeds``),
+  depending on the MLM job its method needs.
+* ``eval``: per task × method × source × target × seed, depending on the task job and, for
+  adapter methods, on the target's MLM job (the zero-shot swap).
+
+A job's id hashes its kind, the code version of that kind, its resolved parameters and its
+dependencies' ids — never a rank or a world size — so any worker computes the same graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.suite import Suite
+from madx.variants import get_variant
+
+# bump a kind's version when its results change meaning: old results are then not reused
+JOB_VERSIONS = {"prepare": 1, "mlm": 1, "task": 1, "eval": 1}
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    name: str
+    params: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    id: str = field(default="")
+
+    @staticmethod
+    def make(kind: str, name: str, params: dict[str, Any], deps: tuple[str, ...] = ()) -> "Job":
+        payload = json.dumps({"kind": kind, "version": JOB_VERSIONS[kind], "params": params, "deps": sorted(deps)},
+                             sort_keys=True, default=str)
+        return Job(kind, name, params, tuple(deps), hashlib.sha256(payload.encode()).hexdigest()[:20])
+
+
+def _model_params(suite: Suite) -> dict[str, Any]:
+    return {"model": suite.model}
+
+
+def build_graph(suite: Suite) -> list[Job]:
+    """All jobs of ``suite`` in a dependency-respecting order."""
+    jobs: dict[str, Job] = {}
+
+    def add(job: Job) -> Job:
+        jobs.setdefault(job.id, job)
+        return job
+
+    prepare = None
+    if suite.data.get("kind") == "synthetic":
+        prepare = add(Job.make("prepare", "prepare", {"model": suite.model, "data": suite.data}))
+    base_deps = (prepare.id,) if prepare else ()
+
+    mlm_jobs: dict[tuple[str, str], Job] = {}
+
+    def mlm_job(language: str, mode: str) -> Job:
+        key = (language, mode)
+        if key not in mlm_jobs:
+            method_for_hyper = {"adapter+inv": "madx", "adapter": "madx-inv", "full": "mlm-trg"}[mode]
+            hyper = suite.hyper(method_for_hyper)
+            params = {**_model_params(suite), "language": language, "mode": mode, "mlm": hyper["mlm"],
+                      "adapters": hyper["adapters"], "text": suite.data.get("text")}
+            mlm_jobs[key] = add(Job.make("mlm", f"mlm/{language}/{mode}", params, base_deps))
+        return mlm_jobs[key]
+
+    for task in suite.tasks:
+        for method in suite.methods[task]:
+            variant = get_variant(method)
+            hyper = suite.hyper(method)
+            mode = "adapter+inv" if variant.invertible_adapters else "adapter" if variant.language_adapters else "full" if variant.full_model_mlm else None
+            for source in suite.sources[task]:
+                if variant.full_model_mlm == "target":
+                    pairs = [(target, seed) for target in suite.targets[task] for seed in suite.mlm_trg_seeds]
+                else:
+                    pairs = [(None, seed) for seed in suite.seeds]
+                for mlm_target, seed in pairs:
+                    deps = list(base_deps)
+                    if mode in ("adapter+inv", "adapter"):
+                        deps.append(mlm_job(source, mode).id)
+                    elif variant.full_model_mlm == "source":
+                        deps.append(mlm_job(source, "full").id)
+                    elif variant.full_model_mlm == "target":
+                        deps.append(mlm_job(mlm_target, "full").id)
+                    params = {**_model_params(suite), "task": task, "method": method, "source": source, "seed": seed,
+                              "hyper": hyper[task], "adapters": hyper["adapters"], "data": _task_data(suite, task),
+                              "mlm_target": mlm_target}
+                    suffix = f"->{mlm_target}" if mlm_target else ""
+                    task_job = add(Job.make("task", f"{task}/{source}{suffix}/{method}/seed{seed}", params, tuple(deps)))
+                    targets = [mlm_target] if mlm_target else suite.targets[task]
+                    for target in targets:
+                        eval_deps = [task_job.id]
+                        if mode in ("adapter+inv", "adapter"):
+                            eval_deps.append(mlm_job(target, mode).id)
+                        eval_params = {**params, "target": target, "mlm_target": mlm_target}
+                        add(Job.make("eval", f"eval/{task}/{source}->{target}/{method}/seed{seed}", eval_params, tuple(eval_deps)))
+    order = {"prepare": 0, "mlm": 1, "task": 2, "eval": 3}
+    return sorted(jobs.values(), key=lambda j: (order[j.kind], j.name))
+
+
+def _task_data(suite: Suite, task: str) -> dict[str, Any]:
+    keys = {"ner": ("wikiann",), "qa": ("squad_train", "squad_dev", "xquad")}[task]
+    return {k: suite.data.get(k) for k in keys} | {"kind": suite.data.get("kind", "files")}
+
+
+def count_by_kind(jobs: list[Job]) -> Counter:
+    return Counter(job.kind for job in jobs)

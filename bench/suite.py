@@ -1,0 +1,212 @@
+"""Suites as data: a YAML file names the base model, tasks, languages, methods, seeds, data
+locations and hyperparameters (defaults, then per-method overrides). ``load_suite`` validates it
+and names the file and field of every problem.
+
+Strings may use ``${VAR}`` / ``${VAR:-default}`` (environment) and relative paths are relative
+to the suite file, so one suite runs on any machine where its data lies.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from madx.data.languages import get_language
+from madx.variants import VARIANTS
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+TASKS = ("ner", "qa")
+
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+    "adapters": {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 16},
+    "mlm": {"steps": 250000, "batch_size": 64, "lr_adapters": 1e-4, "lr_full_model": 5e-5, "max_seq_length": 256,
+            "eval_every": 10000},
+    "ner": {"epochs": 100, "batch_size": 16, "batch_size_low_resource": 8, "lr_adapters": 1e-4, "lr_full_model": 5e-5,
+            "max_length": 128, "eval_every": None, "max_train_sentences": None},
+    "qa": {"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
+           "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
+    "runtime": {"mixed_precision": "no", "cpu_threads_per_worker": 1, "lease_seconds": 120},
+}
+
+
+class SuiteError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path | None
+    model: dict[str, Any]  # {"name_or_path": ...} or {"tiny": {...config...}}
+    tasks: tuple[str, ...]
+    sources: dict[str, tuple[str, ...]]  # task -> source languages
+    targets: dict[str, tuple[str, ...]]  # task -> target languages
+    methods: dict[str, tuple[str, ...]]  # task -> methods
+    seeds: tuple[int, ...]
+    mlm_trg_seeds: tuple[int, ...]  # the paper runs MLM-TRG once per pair
+    data: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> partial hyperparameters
+    notes: tuple[str, ...] = ()
+
+    def hyper(self, method: str | None = None) -> dict[str, Any]:
+        merged = copy.deepcopy(self.hyperparameters)
+        if method and method in self.overrides:
+            _merge(merged, self.overrides[method])
+        return merged
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: Any, where: str, source: str) -> Any:
+    if isinstance(value, str):
+        def substitute(match):
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise SuiteError(f"{source}: {where} uses ${{{name}}}, which is not set (export it or give a default: ${{{name}:-...}})")
+        return _VAR.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}", source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    return value
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = SUITES_DIR / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    raise SuiteError(f"no suite {name_or_path!r}: not a file, and not one of the shipped suites ({', '.join(known)})")
+
+
+def load_suite(name_or_path: str, check_paths: bool = True) -> Suite:
+    path = resolve_suite_path(name_or_path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SuiteError(f"{source}: no such suite file") from None
+    except yaml.YAMLError as error:
+        raise SuiteError(f"{source}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{source}: expected a mapping at the top level")
+    raw = _expand(raw, "suite", source)
+    return parse_suite(raw, source, path, check_paths)
+
+
+def _require(raw: dict, key: str, kind, source: str, where: str = ""):
+    if key not in raw:
+        raise SuiteError(f"{source}: missing field {where}{key}")
+    value = raw[key]
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise SuiteError(f"{source}: field {where}{key} must be {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_hyper(value: Any, default: Any, where: str, source: str) -> None:
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise SuiteError(f"{source}: {where} must be a mapping, got {value!r}")
+        for key, sub in value.items():
+            if key not in default:
+                raise SuiteError(f"{source}: unknown hyperparameter {where}.{key}; known: {', '.join(default)}")
+            _check_hyper(sub, default[key], f"{where}.{key}", source)
+        return
+    if value is None or default is None:
+        if value is not None and not isinstance(value, (int, float)):
+            raise SuiteError(f"{source}: {where} must be a number or null, got {value!r}")
+        return
+    if isinstance(default, bool) or isinstance(default, str):
+        if type(value) is not type(default):
+            raise SuiteError(f"{source}: {where} must be {type(default).__name__}, got {value!r}")
+    elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SuiteError(f"{source}: {where} must be a number, got {value!r}")
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise SuiteError(f"{source}: {where} must be a whole number, got {value!r}")
+
+
+def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: bool = True) -> Suite:
+    name = _require(raw, "name", str, source)
+    model = _require(raw, "model", (str, dict), source)
+    model = {"name_or_path": model} if isinstance(model, str) else model
+    if not ({"name_or_path"} <= set(model) or {"tiny"} <= set(model)):
+        raise SuiteError(f"{source}: model must be a hub name/path, or a mapping with 'tiny' (a config) or 'name_or_path'")
+    tasks_raw = _require(raw, "tasks", dict, source)
+    sources, targets, methods = {}, {}, {}
+    for task, spec in tasks_raw.items():
+        if task not in TASKS:
+            raise SuiteError(f"{source}: unknown task {task!r}; known: {', '.join(TASKS)}")
+        if not isinstance(spec, dict):
+            raise SuiteError(f"{source}: tasks.{task} must be a mapping with sources, targets, methods")
+        for key, store in (("sources", sources), ("targets", targets)):
+            langs = _require(spec, key, list, source, f"tasks.{task}.")
+            for lang in langs:
+                try:
+                    get_language(lang)
+                except KeyError as error:
+                    raise SuiteError(f"{source}: tasks.{task}.{key}: {error}") from None
+            store[task] = tuple(langs)
+        task_methods = _require(spec, "methods", list, source, f"tasks.{task}.")
+        for method in task_methods:
+            if method not in VARIANTS:
+                import difflib
+                near = difflib.get_close_matches(str(method), VARIANTS, n=1)
+                hint = f" Did you mean {near[0]!r}?" if near else ""
+                raise SuiteError(f"{source}: tasks.{task}.methods: unknown method {method!r}; known: {', '.join(VARIANTS)}.{hint}")
+        methods[task] = tuple(task_methods)
+    seeds = _require(raw, "seeds", list, source)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SuiteError(f"{source}: seeds must be a non-empty list of integers, got {seeds!r}")
+    mlm_trg_seeds = raw.get("mlm_trg_seeds", seeds[:1])
+    hyper = copy.deepcopy(DEFAULT_HYPERPARAMETERS)
+    given = raw.get("hyperparameters", {}) or {}
+    _check_hyper(given, DEFAULT_HYPERPARAMETERS, "hyperparameters", source)
+    _merge(hyper, given)
+    overrides = raw.get("overrides", {}) or {}
+    for method, update in overrides.items():
+        if method not in VARIANTS:
+            raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}")
+        _check_hyper(update, DEFAULT_HYPERPARAMETERS, f"overrides.{method}", source)
+    data = _require(raw, "data", dict, source)
+    base_dir = path.parent if path is not None else Path.cwd()
+    data = {k: (str((base_dir / v).resolve()) if isinstance(v, str) and k != "kind" and not v.startswith("hub:") else v) for k, v in data.items()}
+    suite = Suite(name=name, path=path, model=model, tasks=tuple(tasks_raw), sources=sources, targets=targets,
+                  methods=methods, seeds=tuple(seeds), mlm_trg_seeds=tuple(mlm_trg_seeds), data=data,
+                  hyperparameters=hyper, overrides=overrides, notes=tuple(raw.get("notes", [])))
+    if check_paths:
+        check_data_paths(suite, source)
+    return suite
+
+
+def check_data_paths(suite: Suite, source: str) -> None:
+    if suite.data.get("kind") == "synthetic":
+        return
+    for key, value in suite.data.items():
+        if key == "kind" or not isinstance(value, str) or value.startswith("hub:"):
+            continue
+        if not Path(value).exists():
+            raise SuiteError(f"{source}: data.{key} = {value} does not exist")

@@ -1,0 +1,156 @@
+"""The phases of MAD-X and its baselines as functions: each takes a model, data and a config,
+trains or evaluates, and returns metrics. The CLI and the suite runner both call these.
+
+* ``train_language_adapter``: MLM on a language's text, training its language adapter (+ its
+  invertible adapter); base and MLM head frozen.
+* ``train_full_mlm``: the baselines' full-model MLM (MLM-SRC / MLM-TRG).
+* ``train_task``: a task adapter (+ head) on top of the fixed source-language adapter, or the
+  whole model for the baselines; best dev checkpoint kept.
+* ``evaluate_task``: NER F1 or QA F1/EM with whatever setup is active (the zero-shot swap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import torch
+from torch import nn
+
+import madx
+from madx.compose import Stack
+from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
+from madx.evaluate import evaluate_mlm, evaluate_ner, evaluate_qa
+from madx.runtime import Runtime
+from madx.tasks.mlm import masked_lm_loss
+from madx.tasks.ner import NERCollator, prepare_ner_features
+from madx.tasks.qa import prepare_eval_features, prepare_train_features
+from madx.train import TrainConfig, TrainResult, train
+
+TASKS = ("ner", "qa")
+
+
+@dataclass(frozen=True)
+class MLMData:
+    max_seq_length: int = 128
+    dev_fraction: float = 0.05  # blocks held out for best-checkpoint selection
+    max_dev_blocks: int = 256
+
+
+def _model_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**batch).loss
+
+
+def _split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    blocks = build_mlm_dataset(corpus, tokenizer, data.max_seq_length)
+    n_dev = min(data.max_dev_blocks, int(len(blocks) * data.dev_fraction)) if len(blocks) >= 20 else 0
+    if n_dev == 0:
+        return blocks, blocks.select(range(min(len(blocks), 8)))  # tiny corpus: select on (part of) train
+    split = blocks.train_test_split(test_size=n_dev, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+def _mlm_training(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runtime: Runtime, writer, progress) -> tuple[TrainResult, dict]:
+    train_blocks, dev_blocks = _split_mlm_blocks(corpus, tokenizer, data, config.seed)
+    train_collator = MaskedLMCollator(tokenizer, seed=config.seed)
+
+    def dev_loss(model):
+        return evaluate_mlm(model, dev_blocks, MaskedLMCollator(tokenizer, seed=1234), runtime, config.batch_size)
+
+    result = train(model, train_blocks, train_collator, masked_lm_loss, config, runtime, dev_loss, writer, progress)
+    return result, dev_loss(model)
+
+
+def train_language_adapter(
+    model: nn.Module, language: str, corpus, tokenizer, config: TrainConfig, runtime: Runtime,
+    invertible: bool = True, reduction_factor: int = 2, invertible_reduction_factor: int = 2,
+    data: MLMData = MLMData(), writer=None, progress=None,
+) -> dict[str, Any]:
+    """``model``: a *ForMaskedLM model. Adds adapter ``language``, trains it, leaves it active."""
+    config = _selecting(config, "loss", greater_is_better=False)
+    madx.add_language_adapter(model, language, reduction_factor, invertible, invertible_reduction_factor)
+    madx.set_trainable(model, adapters=[language])
+    madx.set_active(model, Stack(language))
+    result, dev = _mlm_training(model, corpus, tokenizer, config, data, runtime, writer, progress)
+    return {"train": result.to_dict(), "dev": dev}
+
+
+def train_full_mlm(
+    model: nn.Module, corpus, tokenizer, config: TrainConfig, runtime: Runtime, data: MLMData = MLMData(), writer=None, progress=None
+) -> dict[str, Any]:
+    """Full-model MLM (baselines MLM-SRC / MLM-TRG): every weight trains, the MLM head included."""
+    config = _selecting(config, "loss", greater_is_better=False)
+    madx.set_trainable(model, base=True)
+    result, dev = _mlm_training(model, corpus, tokenizer, config, data, runtime, writer, progress)
+    return {"train": result.to_dict(), "dev": dev}
+
+
+def _selecting(config: TrainConfig, metric: str, greater_is_better: bool) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(config, select_metric=metric, greater_is_better=greater_is_better)
+
+
+def prepare_task_data(task: str, dataset: datasets.Dataset, tokenizer, train: bool, max_length: int | None = None):
+    """Examples -> model features for ``task`` (NER: aligned labels; QA: sliding windows)."""
+    if task == "ner":
+        features, _ = prepare_ner_features(dataset, tokenizer, max_length or 128)
+        return features
+    if task == "qa":
+        function = prepare_train_features if train else prepare_eval_features
+        return dataset.map(
+            function, batched=True, remove_columns=dataset.column_names,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length or 384, "doc_stride": min(128, (max_length or 384) // 3)},
+            desc=f"QA: {'train' if train else 'eval'} windows",
+        )
+    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+
+
+def evaluate_task(task: str, model: nn.Module, examples, features, tokenizer, runtime: Runtime, batch_size: int = 32) -> dict[str, Any]:
+    if task == "ner":
+        return evaluate_ner(model, examples, features, tokenizer, runtime, batch_size)
+    if task == "qa":
+        return evaluate_qa(model, examples, features, runtime, batch_size)
+    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+
+
+def _task_collator(task: str, tokenizer):
+    if task == "ner":
+        return NERCollator(tokenizer)
+
+    def collate(rows):
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions") if k in rows[0]]
+        return {k: torch.tensor([row[k] for row in rows]) for k in keys}
+
+    return collate
+
+
+def train_task(
+    model: nn.Module, task: str, train_examples, dev_examples, tokenizer, config: TrainConfig, runtime: Runtime,
+    setup: Stack | None, task_adapter: str | None = None, reduction_factor: int = 16, max_length: int | None = None,
+    writer=None, progress=None,
+) -> dict[str, Any]:
+    """Train ``task`` on ``model`` (a *ForTokenClassification / *ForQuestionAnswering model).
+
+    With ``task_adapter`` set, a task adapter of that name is added and trained together with the
+    prediction head; the language adapter named in ``setup`` must already be loaded and stays
+    fixed. Without it the whole model trains (baselines). Returns with the best dev checkpoint.
+    """
+    if task_adapter is not None:
+        madx.add_task_adapter(model, task_adapter, reduction_factor)
+        madx.set_trainable(model, adapters=[task_adapter], task_head=True)
+    else:
+        madx.set_trainable(model, base=True)
+    if setup is not None:
+        madx.set_active(model, setup)
+    train_features = prepare_task_data(task, train_examples, tokenizer, train=True, max_length=max_length)
+    dev_features = prepare_task_data(task, dev_examples, tokenizer, train=False, max_length=max_length)
+
+    def dev_metrics(model):
+        return evaluate_task(task, model, dev_examples, dev_features, tokenizer, runtime, config.batch_size * 2)
+
+    loss = _model_loss
+    result = train(model, train_features, _task_collator(task, tokenizer), loss, _selecting(config, "f1", True),
+                   runtime, dev_metrics, writer, progress)
+    return {"train": result.to_dict(), "dev": result.best_metrics}

@@ -1,0 +1,43 @@
+from bench.graph import build_graph, count_by_kind
+from bench.suite import load_suite
+
+
+def test_paper_ner_graph_counts_follow_the_papers_design():
+    suite = load_suite("paper-ner", check_paths=False)
+    jobs = build_graph(suite)
+    langs, seeds = 16, 5
+    # MLM: a language adapter with and one without its invertible adapter per language (MAD-X, MAD-X -INV),
+    # plus full-model MLM per language, shared by MLM-SRC and MLM-TRG
+    mlm = langs * 2 + langs
+    # task: madx, madx-inv, madx-lad-inv, full-ft, mlm-src per source x seed; mlm-trg once per (source, target)
+    task = 5 * langs * seeds + langs * langs
+    # eval: the 16x16 matrix per method and seed; mlm-trg evaluates each pair's model on its target only
+    evaluation = 5 * langs * langs * seeds + langs * langs
+    assert count_by_kind(jobs) == {"mlm": mlm, "task": task, "eval": evaluation}
+    assert (mlm, task, evaluation) == (48, 656, 6656)
+    assert len({j.id for j in jobs}) == len(jobs)
+
+
+def test_job_ids_are_stable_and_dependencies_come_first():
+    suite = load_suite("smoke")
+    first, second = build_graph(suite), build_graph(suite)
+    assert [j.id for j in first] == [j.id for j in second]
+    seen = set()
+    for job in first:
+        assert all(d in seen for d in job.deps), job.name
+        seen.add(job.id)
+
+
+def test_zero_shot_eval_depends_on_the_target_language_adapter():
+    jobs = build_graph(load_suite("smoke"))
+    by_id = {j.id: j for j in jobs}
+    job = next(j for j in jobs if j.name == "eval/ner/en->qu/madx/seed1")
+    deps = {by_id[d].name for d in job.deps}
+    assert deps == {"ner/en/madx/seed1", "mlm/qu/adapter+inv"}
+    trg = next(j for j in jobs if j.name == "ner/en->qu/mlm-trg/seed1")
+    assert {by_id[d].name for d in trg.deps} == {"prepare", "mlm/qu/full"}
+
+
+def test_paper_qa_counts():
+    jobs = build_graph(load_suite("paper-qa", check_paths=False))
+    assert count_by_kind(jobs) == {"mlm": 11 * 2, "task": 3 * 3, "eval": 3 * 3 * 11}
