@@ -134,7 +134,9 @@ def run_prepare(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     synthetic.write_squad(root / "squad" / "dev.json", "en", data["qa_eval"], seed=1)
     texts = [line for lang in languages for line in (root / "text" / f"{lang}.txt").read_text().splitlines()]
     texts += [" ".join(tokens) for lang in languages for tokens, _ in synthetic.ner_sentences(lang, 100)]
-    tokenizer = build_tiny_tokenizer(texts, vocab_size=tiny.pop("vocab_size", 600))
+    # WordPiece keeps whole words (entity names included) as single pieces on this tiny corpus; the
+    # tiny Unigram splits capitalised names into "▁", "U", … and leaves NER labels on uninformative pieces.
+    tokenizer = build_tiny_tokenizer(texts, vocab_size=tiny.pop("vocab_size", 600), model="wordpiece")
     arch = tiny.pop("arch", "xlm-roberta")
     config = AutoConfig.for_model(arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **tiny)

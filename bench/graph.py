@@ -96,7 +96,7 @@ def build_graph(suite: Suite) -> list[Job]:
                     task_job = add(Job.make("task", f"{task}/{source}{suffix}/{method}/seed{seed}", params, tuple(deps)))
                     targets = [mlm_target] if mlm_target else suite.targets[task]
                     for target in targets:
-                        eval_deps = [task_job.id]
+                        eval_deps = [*base_deps, task_job.id]
                         if mode in ("adapter+inv", "adapter"):
                             eval_deps.append(mlm_job(target, mode).id)
                         eval_params = {**params, "target": target, "mlm_target": mlm_target}

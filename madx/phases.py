@@ -101,7 +101,8 @@ def prepare_task_data(task: str, dataset: datasets.Dataset, tokenizer, train: bo
         function = prepare_train_features if train else prepare_eval_features
         return dataset.map(
             function, batched=True, remove_columns=dataset.column_names,
-            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length or 384, "doc_stride": min(128, (max_length or 384) // 3)},
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length or 384, "doc_stride": min(128, (max_length or 384) // 3),
+                       "max_question_length": min(64, (max_length or 384) // 4)},
             desc=f"QA: {'train' if train else 'eval'} windows",
         )
     raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")

@@ -21,7 +21,7 @@ from madx.train import TrainConfig, TrainingDiverged, train
 def tokenizer():
     texts = [" ".join(t) for lang in ("en", "qu") for t, _ in synthetic.ner_sentences(lang, 200)]
     texts += synthetic.synthetic_corpus("en", 200) + synthetic.synthetic_corpus("qu", 200)
-    return build_tiny_tokenizer(texts, vocab_size=400)
+    return build_tiny_tokenizer(texts, vocab_size=1000, model="wordpiece")
 
 
 def tiny_config(tokenizer, **extra):
@@ -31,13 +31,13 @@ def tiny_config(tokenizer, **extra):
 
 
 def test_ner_task_adapter_overfits_its_training_sentences(tmp_path, tokenizer):
-    synthetic.write_wikiann(tmp_path / "train-en.tsv", "en", 48)
+    synthetic.write_wikiann(tmp_path / "train-en.tsv", "en", 24)
     examples = load_wikiann(tmp_path / "train-en.tsv")
     torch.manual_seed(0)
     model = XLMRobertaForTokenClassification(tiny_config(tokenizer, num_labels=7, id2label=dict(enumerate(NER_TAGS)),
                                                          label2id={t: i for i, t in enumerate(NER_TAGS)}))
     runtime = Runtime.local("cpu")
-    config = TrainConfig(learning_rate=3e-3, batch_size=8, num_epochs=25, log_every=20, eval_every=60)
+    config = TrainConfig(learning_rate=1e-2, batch_size=8, num_epochs=60, log_every=30, eval_every=60)
     out = train_task(model, "ner", examples, examples, tokenizer, config, runtime, setup=Stack("ner"), task_adapter="ner", reduction_factor=2)
     assert out["dev"]["f1"] >= 90.0, out["dev"]
     features = prepare_task_data("ner", examples, tokenizer, train=False)

@@ -139,6 +139,8 @@ def build_mlm_dataset(
         raise ValueError(f"max_seq_length must be >= 3 (<s>, a token, </s>), got {max_seq_length}")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("the tokenizer needs cls (<s>) and sep (</s>) tokens to frame blocks")
+    if isinstance(source, datasets.Dataset) and "text" not in source.column_names:
+        raise ValueError(f"the corpus dataset needs a 'text' column; it has {source.column_names}")
     settings = {
         "chunker": _CHUNKER_VERSION,
         "max_seq_length": max_seq_length,
@@ -156,8 +158,6 @@ def build_mlm_dataset(
     cache_file = cache_dir / f"mlm-{key}.arrow"
 
     texts = source if isinstance(source, datasets.Dataset) else load_text_corpus(source)
-    if "text" not in texts.column_names:
-        raise ValueError(f"the corpus dataset needs a 'text' column; it has {texts.column_names}")
     blocks = texts.map(
         _chunk_batch,
         batched=True,

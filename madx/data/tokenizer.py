@@ -74,15 +74,26 @@ def build_tiny_tokenizer(
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token=unk, show_progress=False
         )
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        try:
+            tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        except Exception as e:  # the library raises a bare Exception
+            if "not large enough" not in str(e):
+                raise
+            n_chars = len(set(norm.normalize_str("".join(texts))) - {" "})
+            raise ValueError(
+                f"vocab_size={vocab_size} cannot hold the {n_chars} distinct characters of the texts "
+                f"plus {len(SPECIAL_TOKENS)} special tokens; raise vocab_size"
+            ) from None
         # Two things make the trained ids differ run to run: EM sums floats in thread/hash order
-        # (scores differ in the last bits), and characters that must stay in the vocabulary but
-        # lost the EM are appended below the lowest score in hash order, 1e-4 apart. So: round,
-        # give those trailing characters one shared score, and sort by (score, piece).
+        # (scores differ in the last bits), and the characters that must stay in the vocabulary
+        # but lost the EM are added, in hash order, with scores min, min + 1e-4, min + 2e-4, ...
+        # So: give those characters one shared score below everything, round the other scores,
+        # and sort by (score, piece).
         pieces = [(p, sc) for p, sc in json.loads(tok.to_str())["model"]["vocab"] if p not in SPECIAL_TOKENS]
-        floor = min((sc for p, sc in pieces if len(p) > 1), default=0.0)
+        low = min(sc for _, sc in pieces)
+        band = low + 1e-4 * (sum(len(p) == 1 for p, _ in pieces) + 1)
         learnt = sorted(
-            ((p, round(floor - 1.0 if len(p) == 1 and sc <= floor + 1e-6 else sc, 6)) for p, sc in pieces),
+            ((p, round(low - 1.0 if len(p) == 1 and sc <= band else sc, 6)) for p, sc in pieces),
             key=lambda x: (-x[1], x[0]),
         )
         tok.model = models.Unigram([(t, 0.0) for t in SPECIAL_TOKENS] + learnt, unk_id=SPECIAL_TOKENS.index(unk))

@@ -10,14 +10,15 @@ Sentences are separated by blank lines; a trailing blank line is optional, runs 
 count as one. Tags are the 7-tag BIO set below, in the order of the Hugging Face ``wikiann``
 dataset's ClassLabel, so ids agree with ``load_wikiann_hub``.
 
-The layout is "Rahimi" when the first lines (up to 50 tokens) all start with one ``lang:``
-prefix; every later line must then carry the same prefix. A token that merely contains a colon
-("12:30", "http://...") in an XTREME file cannot trigger this, as 50 tokens in a row would have
-to start with the same code.
+The layout is "Rahimi" when the first token line starts with a ``lang:`` prefix and more than
+half of the first 50 token lines carry the same one; every line must then carry it (a line
+without it is an error naming file:line). An XTREME token that happens to look like a prefix
+("en:x", "http://...") cannot trigger this unless most of the first 50 tokens start alike.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -56,20 +57,13 @@ def ner_features() -> datasets.Features:
 
 
 def _detect_prefix(lines: list[str]) -> str | None:
-    """The ``lang:`` prefix if the first token lines all share one, else None (XTREME)."""
-    prefix = None
-    seen = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        m = _PREFIX.match(line)
-        if m is None or (prefix is not None and m.group(0) != prefix):
-            return None
-        prefix = m.group(0)
-        seen += 1
-        if seen >= _DETECT_LINES:
-            break
-    return prefix
+    """The ``lang:`` prefix when most of the first token lines carry it (Rahimi), else None."""
+    firsts = list(itertools.islice((line for line in lines if line.strip()), _DETECT_LINES))
+    m = _PREFIX.match(firsts[0]) if firsts else None
+    if m is None:
+        return None
+    prefix = m.group(0)
+    return prefix if 2 * sum(line.startswith(prefix) for line in firsts) > len(firsts) else None
 
 
 def read_wikiann(path: str | Path, *, layout: str = "auto") -> tuple[list[list[str]], list[list[str]]]:

@@ -10,8 +10,9 @@ Each has the signature of its pure-PyTorch twin in ``reference.py`` plus ``impl`
     "triton"     triton_bottleneck.py / triton_nice.py; CUDA tensors in fp16/bf16/fp32, or CPU
                  tensors when TRITON_INTERPRET=1 was set before the Triton modules were imported
 
-Choice, first match wins: the ``impl`` argument, the ``MADX_KERNEL_IMPL`` environment variable,
-then "triton" when it imports and every tensor is on CUDA in a supported dtype, else "reference".
+Choice, first match wins: the ``impl`` argument, the ``MADX_KERNEL_IMPL`` environment variable
+("auto" or unset in either defers), then "triton" when it imports and every tensor is on CUDA in
+a supported dtype, else "reference".
 A forced implementation that cannot run raises with the reason instead of falling back.
 Triton is an optional extra (``pip install madx-bench[triton]``): it is imported on first use.
 """
@@ -61,7 +62,9 @@ def _triton_status() -> tuple[bool, str]:
     try:
         _, _, interpret = _triton_ops()
     except ImportError as e:
-        return False, f"not installed ({e.msg}); pip install 'madx-bench[triton]'"
+        if e.name == "triton":
+            return False, f"not installed ({e.msg}); pip install 'madx-bench[triton]'"
+        return False, f"import failed: {e}"
     except Exception as e:  # a broken install should be reported, not crash `madx info`
         return False, f"import failed: {type(e).__name__}: {e}"
     if interpret:
@@ -81,7 +84,10 @@ def _check_name(name: str, source: str) -> str:
     if name not in IMPLEMENTATIONS:
         close = difflib.get_close_matches(name, IMPLEMENTATIONS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown kernel implementation {name!r} (from {source}); known: {', '.join(IMPLEMENTATIONS)}{hint}")
+        raise ValueError(
+            f"unknown kernel implementation {name!r} (from {source}); known: {', '.join(IMPLEMENTATIONS)} "
+            f"(or 'auto'){hint}"
+        )
     return name
 
 
@@ -106,9 +112,9 @@ def resolve_impl(impl: str | None, *tensors: torch.Tensor | None) -> str:
     """The implementation a call with these tensors runs: forced (argument or env) or probed."""
     present = [t for t in tensors if t is not None]
     source = "impl argument"
-    if impl is None and os.environ.get(ENV_VAR):
+    if impl in (None, "auto") and os.environ.get(ENV_VAR, "").strip().lower() not in ("", "auto"):
         impl, source = os.environ[ENV_VAR].strip().lower(), f"${ENV_VAR}"
-    if impl is not None:
+    if impl not in (None, "auto"):
         impl = _check_name(impl, source)
         if impl == "triton":
             why = _triton_unsupported(present)

@@ -1,7 +1,7 @@
 """Triton bottleneck adapter, ``up(ReLU(down(h))) + residual``, with a hand-written backward.
 
-Twin of ``reference.bottleneck_adapter_ref`` (same signature). Four launches of
-``triton_linear.fused_linear`` forward and back, each GEMM carrying its elementwise work:
+Twin of ``reference.bottleneck_adapter_ref`` (same signature). Two launches of
+``triton_linear.fused_linear`` forward and four back, each GEMM carrying its elementwise work:
 
     forward    z  = ReLU(x @ D^T + b_D)        (M, d)  kept for backward; its sign is the ReLU mask
                y  = z @ U^T + b_U + r          (M, h)

@@ -168,7 +168,7 @@ def fused_linear(
     rs = None
     if M == 0 or N == 0:
         if rowsum:
-            rs = torch.zeros((M,), device=a.device, dtype=torch.float32)
+            rs = a.float().sum(1) * alpha  # (M,)
         return out, rs
     if K == 0:  # empty reduction: let torch do the epilogue on zeros
         c = torch.zeros((M, N), device=a.device, dtype=torch.float32)
@@ -199,7 +199,10 @@ def fused_linear(
     k_per_split = triton.cdiv(triton.cdiv(K, split_k), block_k) * block_k
     split_k = triton.cdiv(K, k_per_split)
 
-    c = out if split_k == 1 else torch.empty((split_k, M, N), device=a.device, dtype=torch.float32)
+    # The interpreter casts fp32 -> bf16 by truncation (the GPU rounds to nearest even), so
+    # there bf16 results go through an fp32 buffer that torch rounds.
+    direct = split_k == 1 and not (INTERPRET and out.dtype == torch.bfloat16)
+    c = out if direct else torch.empty((split_k, M, N), device=a.device, dtype=torch.float32)
     stride_cs = 0 if split_k == 1 else c.stride(0)
     stride_cm, stride_cn = c.stride()[-2:]
     if rowsum:
@@ -209,10 +212,9 @@ def fused_linear(
     mask_t = mask if mask is not None else dummy
     rs_t = rs if rs is not None else dummy
 
-    if a.dtype == torch.float32 and not INTERPRET:
-        precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
-    else:
-        precision = "ieee"  # ignored for 16-bit operands
+    precision = None  # Triton's default; it only matters for fp32 operands
+    if a.dtype == torch.float32:
+        precision = "tf32" if torch.backends.cuda.matmul.allow_tf32 and not INTERPRET else "ieee"
     _fused_linear_kernel[(grid_m, grid_n, split_k)](
         a, b, c, bias if bias is not None else dummy, res_t, mask_t, rs_t,
         M, N, K, k_per_split, float(alpha),
@@ -227,7 +229,7 @@ def fused_linear(
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
         num_warps=8 if block_m * block_n >= 64 * 128 else 4,
     )
-    if split_k > 1:
+    if not direct:
         out.copy_(c.sum(0))
     if rs is not None:
         rs = rs.sum(0)

@@ -10,7 +10,8 @@ of one shape, each a bottleneck adapter with a sign:
 
 so each step is ``triton_bottleneck.adapter_forward`` (down GEMM + bias + ReLU; up GEMM + bias +
 sign + residual), reading the halves of x as strided views and writing straight into the halves
-of the output: no chunk, no cat. Backward runs the steps in reverse with the same kernels; the
+of the output: no chunk, no cat (under autocast the GEMM operands are cast copies, while the
+residuals and the output keep x's dtype, as with autocast's F.linear + x). Backward runs the steps in reverse with the same kernels; the
 two gradient paths into a half meet in the dx GEMM's residual epilogue:
 
     dy1 = g[y1 slot] + alpha * dQ_in(g[y2 slot])   -> grad[r1 slot]
@@ -40,20 +41,24 @@ class _NiceCouplingFn(torch.autograd.Function):
         alpha = -1.0 if inverse else 1.0
         p, q = ((g_dw, g_db, g_uw, g_ub), (f_dw, f_db, f_uw, f_ub)) if inverse else (
             (f_dw, f_db, f_uw, f_ub), (g_dw, g_db, g_uw, g_ub))
+        cdt = f_dw.dtype  # the GEMMs' dtype; x keeps its own as the residual (autocast: fp32 stream)
         x2 = x.reshape(-1, h)  # (M, h)
-        out = torch.empty(x2.shape, device=x.device, dtype=x.dtype)  # (M, h)
-        y1, zp = adapter_forward(x2[:, second], x2[:, first], *p, alpha=alpha, out=out[:, first])  # (M, h/2), (M, k)
+        out = torch.empty(x2.shape, device=x.device, dtype=torch.promote_types(cdt, x.dtype))  # (M, h)
+        a1 = x2[:, second].to(cdt)  # (M, h/2), a copy only under autocast
+        y1, zp = adapter_forward(a1, x2[:, first], *p, alpha=alpha, out=out[:, first])  # (M, h/2), (M, k)
+        y1 = y1.to(cdt)
         _, zq = adapter_forward(y1, x2[:, second], *q, alpha=alpha, out=out[:, second])  # (M, h/2), (M, k)
-        ctx.save_for_backward(x2, out, zp, zq, p[0], p[2], q[0], q[2])
+        ctx.save_for_backward(a1, y1, zp, zq, p[0], p[2], q[0], q[2])
         ctx.inverse = inverse
-        ctx.x_shape = x.shape
+        ctx.x_meta = (x.shape, x.dtype)
         return out.view(x.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x2, out, zp, zq, p_dw, p_uw, q_dw, q_uw = ctx.saved_tensors
+        a1, y1, zp, zq, p_dw, p_uw, q_dw, q_uw = ctx.saved_tensors
         inverse, alpha = ctx.inverse, (-1.0 if ctx.inverse else 1.0)
-        h = x2.shape[-1]
+        x_shape, x_dtype = ctx.x_meta
+        h = x_shape[-1]
         first, second = _slots(h // 2, inverse)
         need = ctx.needs_input_grad  # x, F (dw, db, uw, ub), G (dw, db, uw, ub), inverse
         need_f, need_g = need[1:5], need[5:9]
@@ -61,10 +66,10 @@ class _NiceCouplingFn(torch.autograd.Function):
         need_y1 = need[0] or any(need_p)  # dy1 feeds P's grads as well as x's
 
         g = grad_out.reshape(-1, h)  # (M, h)
-        grad_x = torch.empty(x2.shape, device=x2.device, dtype=x2.dtype)  # (M, h)
+        grad_x = torch.empty(g.shape, device=g.device, dtype=x_dtype)  # (M, h)
         # step 2: y2 = alpha * Q(y1) + r2; dy1 = g[y1] + alpha * dQ_in, written to r1's slot
         dy1, q_dw_g, q_db_g, q_uw_g, q_ub_g = adapter_backward(
-            g[:, second], out[:, first], zq, q_dw, q_uw, alpha,
+            g[:, second], y1, zq, q_dw, q_uw, alpha,
             need_x=need_y1, need_down=need_q[0:2], need_up=need_q[2:4],
             extra_grad_x=g[:, first], grad_x_out=grad_x[:, first],
         )
@@ -72,14 +77,14 @@ class _NiceCouplingFn(torch.autograd.Function):
         p_dw_g = p_db_g = p_uw_g = p_ub_g = None
         if need_y1:
             _, p_dw_g, p_db_g, p_uw_g, p_ub_g = adapter_backward(
-                dy1, x2[:, second], zp, p_dw, p_uw, alpha,
+                dy1, a1, zp, p_dw, p_uw, alpha,
                 need_x=need[0], need_down=need_p[0:2], need_up=need_p[2:4],
                 extra_grad_x=g[:, second], grad_x_out=grad_x[:, second],
             )
         p_grads = (p_dw_g, _bias_grad(p_db_g, p_dw), p_uw_g, _bias_grad(p_ub_g, p_uw))
         q_grads = (q_dw_g, _bias_grad(q_db_g, q_dw), q_uw_g, _bias_grad(q_ub_g, q_uw))
         f_grads, g_grads = (q_grads, p_grads) if inverse else (p_grads, q_grads)
-        dx = grad_x.view(ctx.x_shape) if need[0] else None
+        dx = grad_x.view(x_shape) if need[0] else None
         return (dx, *f_grads, *g_grads, None)
 
 
@@ -105,8 +110,9 @@ def nice_coupling_triton(
     for name, w, dw in (("f_up", f_up_weight, f_down_weight), ("g_up", g_up_weight, g_down_weight)):
         if tuple(w.shape) != (h // 2, dw.shape[0]):
             raise ValueError(f"{name}_weight is {tuple(w.shape)}, want ({h // 2}, {dw.shape[0]})")
-    cdt = compute_dtype(x)
-    operands = cast_operands(
-        cdt, x, f_down_weight, f_down_bias, f_up_weight, f_up_bias, g_down_weight, g_down_bias, g_up_weight, g_up_bias
+    # only the parameters are cast here: x is also the residual, which keeps its dtype
+    weights = cast_operands(
+        compute_dtype(x), f_down_weight, f_down_bias, f_up_weight, f_up_bias,
+        g_down_weight, g_down_bias, g_up_weight, g_up_bias,
     )
-    return _NiceCouplingFn.apply(*operands, bool(inverse))
+    return _NiceCouplingFn.apply(x, *weights, bool(inverse))

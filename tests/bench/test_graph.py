@@ -33,7 +33,7 @@ def test_zero_shot_eval_depends_on_the_target_language_adapter():
     by_id = {j.id: j for j in jobs}
     job = next(j for j in jobs if j.name == "eval/ner/en->qu/madx/seed1")
     deps = {by_id[d].name for d in job.deps}
-    assert deps == {"ner/en/madx/seed1", "mlm/qu/adapter+inv"}
+    assert deps == {"prepare", "ner/en/madx/seed1", "mlm/qu/adapter+inv"}
     trg = next(j for j in jobs if j.name == "ner/en->qu/mlm-trg/seed1")
     assert {by_id[d].name for d in trg.deps} == {"prepare", "mlm/qu/full"}
 

@@ -139,6 +139,22 @@ def test_residual_in_wider_dtype_promotes_like_the_reference():
     torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
 
 
+def test_autocast_matches_the_reference_under_autocast(check_against_f64):
+    """fp32 parameters and residual stream, bf16 GEMMs: the dtypes and values autocast gives F.linear."""
+    torch.manual_seed(8)
+    inputs = make_inputs((3, 5), 40, 12, seed=8)
+    grad_out = torch.randn(3, 5, 40, dtype=torch.float64, device=DEVICE)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        out, grads = run(kernels.bottleneck_adapter, inputs, torch.float32, grad_out, impl="triton")
+        low, low_grads = run(bottleneck_adapter_ref, inputs, torch.float32, grad_out)
+    ref64, ref64_grads = run(bottleneck_adapter_ref, inputs, torch.float64, grad_out)
+    assert out.dtype == low.dtype == torch.float32
+    check_against_f64("output", out, low, ref64, torch.bfloat16)
+    for name, g, lg, rg in zip(NAMES, grads, low_grads, ref64_grads):
+        assert g.dtype == lg.dtype == torch.float32, name
+        check_against_f64(f"grad {name}", g, lg, rg, torch.bfloat16)
+
+
 def test_empty_batch():
     inputs = [x.float().requires_grad_() for x in make_inputs((0, 4), 24, 8, seed=7)]
     out = kernels.bottleneck_adapter(*inputs, impl="triton")

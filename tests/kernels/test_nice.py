@@ -115,6 +115,23 @@ def test_frozen_input_only_parameter_grads(inverse):
         torch.testing.assert_close(g, rg, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"grad {n}: {m}")
 
 
+@pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
+def test_autocast_matches_the_reference_under_autocast(inverse, check_against_f64):
+    """fp32 embeddings and parameters, bf16 GEMMs: the output stays fp32 like autocast's F.linear + x."""
+    torch.manual_seed(7)
+    inputs = make_inputs((3, 5), 40, 10, seed=7)
+    grad_out = torch.randn(3, 5, 40, dtype=torch.float64, device=DEVICE)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        out, grads = run(kernels.nice_coupling, inputs, torch.float32, grad_out, inverse=inverse, impl="triton")
+        low, low_grads = run(nice_coupling_ref, inputs, torch.float32, grad_out, inverse=inverse)
+    ref64, ref64_grads = run(nice_coupling_ref, inputs, torch.float64, grad_out, inverse=inverse)
+    assert out.dtype == low.dtype == torch.float32
+    check_against_f64("output", out, low, ref64, torch.bfloat16)
+    for name, g, lg, rg in zip(NAMES, grads, low_grads, ref64_grads):
+        assert g.dtype == lg.dtype == torch.float32, name
+        check_against_f64(f"grad {name}", g, lg, rg, torch.bfloat16)
+
+
 def test_identity_at_init():
     """Zero up-projections (the module's init) make both directions return x exactly."""
     inputs = [t.float() for t in make_inputs((2, 3), 40, 10, seed=6)]

@@ -1,0 +1,591 @@
+"""The report's tables as data: ours (mean ± std over seeds, n) beside the paper's number and the difference.
+
+* Table 2: NER F1 per target language, averaged over every source language present (the paper: all
+  16), per method; seen/unseen targets split as Table 2's dashed line.
+* Table 5: NER F1 from English per target language, per method.
+* Table 3: XQuAD F1 and EM from English per language, per method.
+* Table 4: parameters each adapter variant adds.
+* Cost per job kind and per table (a table's jobs: its eval jobs and everything they depend on),
+  and provenance (run.json, plus what the results themselves record).
+
+Nothing here formats text; ``render.py`` does. A missing number is ``None`` (shown as "—"), never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from bench.report import paper
+from bench.report.store import (
+    MISSING,
+    CellWarning,
+    EvalCells,
+    JobResult,
+    ResultStore,
+    Value,
+    average,
+    eval_cells,
+)
+
+SUMMARY_SEEN, SUMMARY_UNSEEN, SUMMARY_ALL = "avg seen", "avg unseen", "avg"
+
+
+@dataclass(frozen=True)
+class Cell:
+    ours: Value
+    paper: float | None
+    paper_note: str | None = None  # why the paper number is missing, or how it was derived
+
+    @property
+    def diff(self) -> float | None:
+        if self.ours.mean is None or self.paper is None:
+            return None
+        return self.ours.mean - self.paper
+
+
+EMPTY_CELL = Cell(MISSING, None)
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    name: str  # the paper's name for the method
+    cells: Mapping[str, Cell]  # column (language or summary) -> cell
+    paper_missing: str | None = None  # why the paper has no row for this method
+
+    def cell(self, column: str) -> Cell:
+        return self.cells.get(column, EMPTY_CELL)
+
+
+@dataclass(frozen=True)
+class ComparisonTable:
+    id: str  # "table2", "table5", "table3-f1", "table3-em"
+    paper_table: str  # "table2", "table5", "table3"
+    title: str
+    caption: str
+    metric: str  # result metric: "f1", "exact_match"
+    columns: tuple[str, ...]  # target languages, paper order first
+    summary_columns: tuple[str, ...]
+    rows: tuple[Row, ...]
+    seen: frozenset[str] = frozenset()  # targets on the seen side (empty: no split shown)
+    parts_label: str | None = None  # what Value.parts of a language cell lists ("sources")
+    notes: tuple[str, ...] = ()
+
+    def row(self, method: str) -> Row | None:
+        return next((r for r in self.rows if r.method == method), None)
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return self.columns + self.summary_columns
+
+    def summary_targets(self, name: str) -> tuple[str, ...]:
+        """The language columns a summary column averages when none is missing."""
+        if name == SUMMARY_SEEN:
+            return tuple(c for c in self.columns if c in self.seen)
+        if name == SUMMARY_UNSEEN:
+            return tuple(c for c in self.columns if c not in self.seen)
+        return self.columns
+
+    def incomplete(self, row: "Row", name: str) -> bool:
+        """Does this row's summary cell average fewer targets than the table has (some without result)?"""
+        value = row.cell(name).ours
+        return not value.missing and len(value.parts) < len(self.summary_targets(name))
+
+
+def _language_order(codes: Iterable[str], order: Iterable[str]) -> tuple[str, ...]:
+    order = list(order)
+    codes = set(codes)
+    return tuple([c for c in order if c in codes] + sorted(codes - set(order)))
+
+
+def _paper_summary(table: str, method: str, targets: tuple[str, ...], metric: str, paper_columns: tuple[str, ...]) -> tuple[float | None, str | None]:
+    """The paper's average over the same targets we average over."""
+    if not targets:
+        return None, None
+    if paper.missing_reason(table, method):
+        return None, paper.missing_reason(table, method)
+    if set(targets) == set(paper_columns):
+        return paper.value(table, method, "avg", metric), "the paper's avg column"
+    mean = paper.subset_mean(table, method, targets, metric)
+    if mean is None:
+        return None, "not available (the paper has no number for some of these targets)"
+    return mean, f"mean of the paper's numbers for the same {len(targets)} targets"
+
+
+def _comparison_table(
+    *, table_id: str, paper_table: str, title: str, caption: str, metric: str,
+    values: Mapping[tuple[str, str], Value], methods: Iterable[str], seen_split: bool,
+    parts_label: str | None, notes: Iterable[str] = (),
+) -> ComparisonTable:
+    """values: (method, target) -> Value. Builds rows with paper numbers, differences and summary columns."""
+    paper_columns = paper.columns(paper_table)
+    columns = _language_order({t for (_, t) in values}, paper_columns)
+    seen_codes, _ = paper.seen_split()
+    seen = frozenset(c for c in columns if c in seen_codes) if seen_split else frozenset()
+    summaries: list[tuple[str, tuple[str, ...]]] = []
+    if seen_split:
+        summaries += [(SUMMARY_SEEN, tuple(c for c in columns if c in seen)),
+                      (SUMMARY_UNSEEN, tuple(c for c in columns if c not in seen))]
+    summaries.append((SUMMARY_ALL, columns))
+    summaries = [(name, cols) for name, cols in summaries if cols]
+    rows = []
+    for method in sorted(set(methods), key=paper.method_sort_key):
+        missing = paper.missing_reason(paper_table, method)
+        cells: dict[str, Cell] = {}
+        for target in columns:
+            ours = values.get((method, target), MISSING)
+            cells[target] = Cell(ours, paper.value(paper_table, method, target, metric), missing)
+        for name, cols in summaries:
+            ours = average([cells[c].ours for c in cols], labels=cols)
+            paper_value, note = _paper_summary(paper_table, method, ours.parts, metric, paper_columns)
+            cells[name] = Cell(ours, paper_value, note)
+        rows.append(Row(method, paper.method_display_name(method), cells, missing))
+    return ComparisonTable(
+        id=table_id, paper_table=paper_table, title=title, caption=caption, metric=metric,
+        columns=columns, summary_columns=tuple(name for name, _ in summaries), rows=tuple(rows),
+        seen=seen, parts_label=parts_label, notes=tuple(notes),
+    )
+
+
+def table2(ner_f1: EvalCells) -> ComparisonTable:
+    """NER F1 per target, averaged over all source languages present (per method and target)."""
+    values: dict[tuple[str, str], Value] = {}
+    methods = ner_f1.methods("ner")
+    for method in methods:
+        for target in ner_f1.targets("ner", method):
+            sources = _language_order(ner_f1.sources("ner", method), paper.ner_language_order())
+            values[(method, target)] = average([ner_f1.get("ner", method, s, target) for s in sources], labels=sources)
+    all_sources = _language_order(ner_f1.sources("ner"), paper.ner_language_order())
+    notes = [
+        "Each language cell is the mean over the source languages present for that method and target "
+        f"(this run: {len(all_sources)} source language{'s' if len(all_sources) != 1 else ''}: "
+        f"{', '.join(all_sources) or 'none'}); the paper averages over all 16. Our averages over fewer "
+        "sources are not directly comparable with the paper's.",
+        "std: sample std (ddof=1) across seeds of the per-seed average; n/a when fewer than 2 seeds or when "
+        "the averaged cells do not share the same seeds.",
+        "Seen / unseen: " + paper.seen_split_note(),
+    ]
+    return _comparison_table(
+        table_id="table2", paper_table="table2", metric="f1", methods=methods, values=values, seen_split=True,
+        parts_label="sources",
+        title="Table 2 — NER F1 per target language, averaged over source languages",
+        caption="WikiANN NER F1 (%) when transferring to each target language (columns), averaged over the "
+                "source languages; seen-by-XLM-R targets first, unseen after.",
+        notes=notes,
+    )
+
+
+def table5(ner_f1: EvalCells) -> ComparisonTable:
+    """NER F1 from English to each target (zero-shot from en), per method."""
+    values = {(m, t): ner_f1.get("ner", m, "en", t) for m in ner_f1.methods("ner") for t in ner_f1.targets("ner", m, "en")}
+    methods = {m for (m, _) in values}
+    return _comparison_table(
+        table_id="table5", paper_table="table5", metric="f1", methods=methods, values=values, seen_split=True,
+        parts_label=None,
+        title="Table 5 — NER F1 from English per target language",
+        caption="WikiANN NER F1 (%) with English as the source language, per target language.",
+        notes=["The paper's Table 5 also has an mBERT row; madx-bench has no mBERT method, so it is not shown."],
+    )
+
+
+def table3(qa: EvalCells, metric: str) -> ComparisonTable:
+    """XQuAD F1 or EM from English per target language, per method."""
+    values = {(m, t): qa.get("qa", m, "en", t) for m in qa.methods("qa") for t in qa.targets("qa", m, "en")}
+    methods = {m for (m, _) in values}
+    label = {"f1": "F1", "exact_match": "EM"}[metric]
+    return _comparison_table(
+        table_id=f"table3-{'f1' if metric == 'f1' else 'em'}", paper_table="table3", metric=metric, methods=methods,
+        values=values, seen_split=False, parts_label=None,
+        title=f"Table 3 — XQuAD {label} from English per language",
+        caption=f"XQuAD {label} (%) with English (SQuAD) as the training language, per evaluation language.",
+        notes=["The paper reports Table 3 for XLM-R, MAD-X –INV and MAD-X only; other methods have no paper number."],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Table 4: parameters
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Distinct values of an integer recorded by several jobs."""
+
+    low: int | None
+    high: int | None
+    n_jobs: int = 0
+
+    @classmethod
+    def of(cls, values: Iterable[Any]) -> "Spread":
+        ints = [int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return cls(min(ints), max(ints), len(ints)) if ints else cls(None, None, 0)
+
+
+@dataclass(frozen=True)
+class ParamsRow:
+    method: str
+    name: str
+    computed_added: int | None = None  # weight matrices only, as the paper counts
+    computed_added_with_bias: int | None = None
+    computed_pct_of_paper_base: float | None = None  # added / 270M, not truncated
+    computed_pct_of_base: float | None = None  # added_with_bias / counted base
+    paper_params: str | None = None
+    paper_params_count: int | None = None
+    paper_pct: float | None = None
+    mlm_trainable: Spread = Spread(None, None)  # recorded by this method's MLM jobs (one language)
+    task_trainable: Spread = Spread(None, None)  # recorded by this method's task jobs (incl. the head)
+    total_params: Spread = Spread(None, None)  # recorded total of the task model
+
+    @property
+    def recorded_added(self) -> int | None:
+        """Adapters a target language + task needs: one MLM job's trainables + one task job's (adapter methods)."""
+        if self.task_trainable.high is None or self.method not in ("madx", "madx-inv", "madx-lad-inv"):
+            return None
+        mlm = 0 if self.method == "madx-lad-inv" else self.mlm_trainable.high
+        return None if mlm is None else mlm + self.task_trainable.high
+
+    @property
+    def added_diff(self) -> int | None:
+        if self.computed_added is None or self.paper_params_count is None:
+            return None
+        return self.computed_added - self.paper_params_count
+
+
+@dataclass(frozen=True)
+class ParamsTable:
+    arch: str | None  # base model as found in the suite / run
+    arch_source: str | None  # where it was found
+    computed: bool  # parameter_table(arch) used (arch is a built-in preset)
+    base_params: int | None  # counted from the architecture (computed) or recorded total (max)
+    rows: tuple[ParamsRow, ...]
+    notes: tuple[str, ...] = ()
+
+
+_BASE_MODEL_KEYS = ("base_model", "model", "arch", "model_name", "base", "pretrained")
+
+
+def _model_name(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping):
+        for key in ("name", "arch", "preset", "path", "id"):
+            if isinstance(value.get(key), str) and value[key]:
+                return value[key]
+    return None
+
+
+def find_base_model(store: ResultStore) -> tuple[str | None, str | None]:
+    """(base model, where it was found): suite.yaml, then run.json, then the jobs' parameters."""
+    places: list[tuple[str, Any]] = [("suite.yaml", store.suite)]
+    for section in ("defaults", "common", "params", "config"):
+        if isinstance(store.suite.get(section), Mapping):
+            places.append((f"suite.yaml {section}", store.suite[section]))
+    places.append(("run.json", store.run_info))
+    for where, mapping in places:
+        for key in _BASE_MODEL_KEYS:
+            name = _model_name(mapping.get(key)) if isinstance(mapping, Mapping) else None
+            if name:
+                return name, f"{where}: {key}"
+    for r in store.results:
+        for key in _BASE_MODEL_KEYS:
+            name = _model_name(r.params.get(key))
+            if name:
+                return name, f"job parameters: {key}"
+    return None, None
+
+
+@lru_cache(maxsize=8)
+def _parameter_rows(arch: str) -> tuple:
+    """madx.params.parameter_table for a preset (a pure function of the architecture; cached)."""
+    from madx.params import parameter_table
+
+    return tuple(parameter_table(arch))
+
+
+def table4(store: ResultStore) -> ParamsTable:
+    from madx.params import ARCH_PRESETS
+
+    arch, where = find_base_model(store)
+    by_method: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in store.results:
+        if r.method and r.kind in ("mlm", "task"):
+            by_method[r.method][r.kind].append(r.cost.get("trainable_params"))
+            if r.kind == "task":
+                by_method[r.method]["total"].append(r.cost.get("total_params"))
+    computed = {}
+    base = None
+    if arch in ARCH_PRESETS:
+        for row in _parameter_rows(arch):
+            computed[row.variant] = row
+            base = row.base
+    methods = set(by_method) | set(computed)
+    rows = []
+    for method in sorted(methods, key=paper.method_sort_key):
+        c = computed.get(method)
+        p = paper.added_parameters(method)
+        recorded = by_method.get(method, {})
+        rows.append(ParamsRow(
+            method=method, name=paper.method_display_name(method),
+            computed_added=c.added if c else None, computed_added_with_bias=c.added_with_bias if c else None,
+            computed_pct_of_paper_base=c.percent_of_paper_base if c else None,
+            computed_pct_of_base=c.percent_of_base if c else None,
+            paper_params=p["params"] if p else None, paper_params_count=p["params_count"] if p else None,
+            paper_pct=p["pct"] if p else None,
+            mlm_trainable=Spread.of(recorded.get("mlm", [])), task_trainable=Spread.of(recorded.get("task", [])),
+            total_params=Spread.of(recorded.get("total", [])),
+        ))
+    if base is None:
+        totals = [r.total_params.high for r in rows if r.total_params.high is not None]
+        base = max(totals) if totals else None
+    notes = ["The paper counts adapter weight matrices only (no biases, no task head) and divides by 270M; "
+             "'% of 270M' is truncated to two decimals as in the paper."]
+    if computed:
+        notes.append(f"Computed with madx.params.parameter_table({arch!r}) (base model from {where}).")
+    else:
+        reason = f"base model {arch!r} (from {where}) is not a built-in preset" if arch else "no base model named in suite.yaml / run.json"
+        notes.append(f"Not computed: {reason}; the recorded trainable parameters of the runs are shown instead.")
+    notes.append("Recorded columns are the runs' own counts (cost.trainable_params): they include biases and, for "
+                 "task jobs, the task head. 'added (recorded)' = one language's MLM-job trainables + one task job's.")
+    return ParamsTable(arch, where, bool(computed), base, tuple(rows), tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost
+
+
+@dataclass(frozen=True)
+class CostRow:
+    label: str
+    n_jobs: int
+    tokens: int | None
+    wall_s: float | None
+    device_hours: float | None
+    peak_memory_bytes: int | None  # max over jobs
+    devices: tuple[str, ...]
+    n_without_cost: int = 0  # jobs missing a cost field (their share is not in the sums)
+    n_deps_missing: int = 0  # dependencies with no result in the store (per-table rows)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.tokens is None or not self.wall_s:
+            return None
+        return self.tokens / self.wall_s
+
+
+def _number(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def cost_row(label: str, jobs: Iterable[JobResult], n_deps_missing: int = 0) -> CostRow:
+    jobs = sorted(jobs, key=lambda r: r.id)
+    sums: dict[str, list[float]] = defaultdict(list)
+    incomplete = 0
+    for r in jobs:
+        values = {k: _number(r.cost.get(k)) for k in ("tokens", "wall_s", "device_hours", "peak_memory_bytes")}
+        incomplete += any(v is None for v in values.values())
+        for k, v in values.items():
+            if v is not None:
+                sums[k].append(v)
+    return CostRow(
+        label=label, n_jobs=len(jobs),
+        tokens=int(math.fsum(sums["tokens"])) if sums["tokens"] else None,
+        wall_s=math.fsum(sums["wall_s"]) if sums["wall_s"] else None,
+        device_hours=math.fsum(sums["device_hours"]) if sums["device_hours"] else None,
+        peak_memory_bytes=int(max(sums["peak_memory_bytes"])) if sums["peak_memory_bytes"] else None,
+        devices=tuple(sorted({str(r.cost["device"]) for r in jobs if r.cost.get("device")})),
+        n_without_cost=incomplete, n_deps_missing=n_deps_missing,
+    )
+
+
+def cost_by_kind(store: ResultStore) -> tuple[CostRow, ...]:
+    rows = [cost_row(kind, store.by_kind(kind)) for kind in ("mlm", "task", "eval") if store.by_kind(kind)]
+    rows.append(cost_row("all jobs", store.results))
+    return tuple(rows)
+
+
+def job_closure(store: ResultStore, roots: Iterable[JobResult]) -> tuple[list[JobResult], int]:
+    """The roots and everything they depend on (transitively); and how many deps have no result."""
+    by_id = store.by_id
+    seen: dict[str, JobResult] = {}
+    missing: set[str] = set()
+    stack = list(roots)
+    while stack:
+        job = stack.pop()
+        if job.id in seen:
+            continue
+        seen[job.id] = job
+        for dep in job.deps:
+            if dep in by_id:
+                stack.append(by_id[dep])
+            else:
+                missing.add(dep)
+    return list(seen.values()), len(missing)
+
+
+def table_eval_jobs(store: ResultStore, table_id: str) -> list[JobResult]:
+    evals = store.by_kind("eval")
+    if table_id == "table2":
+        return [r for r in evals if r.task == "ner"]
+    if table_id == "table5":
+        return [r for r in evals if r.task == "ner" and r.params.get("source") == "en"]
+    if table_id == "table3":
+        return [r for r in evals if r.task == "qa" and r.params.get("source") == "en"]
+    raise ValueError(f"unknown table {table_id!r}")
+
+
+TABLE_COST_LABELS = {
+    "table2": "Table 2 (NER, all pairs)",
+    "table5": "Table 5 (NER from en)",
+    "table3": "Table 3 (XQuAD from en)",
+}
+
+
+def cost_by_table(store: ResultStore) -> tuple[CostRow, ...]:
+    rows = []
+    for table_id, label in TABLE_COST_LABELS.items():
+        roots = table_eval_jobs(store, table_id)
+        if not roots:
+            continue
+        jobs, missing = job_closure(store, roots)
+        rows.append(cost_row(label, jobs, missing))
+    return tuple(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance and notes
+
+
+@dataclass(frozen=True)
+class Provenance:
+    run_info: Mapping[str, Any]  # run.json as written
+    git_revisions: Mapping[str, int]  # revision -> jobs that recorded it
+    hardware: Mapping[str, int]
+    devices: Mapping[str, int]
+    versions: Mapping[str, Mapping[str, int]]  # package -> version -> jobs
+    finished_first: str | None
+    finished_last: str | None
+
+    @property
+    def mixed(self) -> list[str]:
+        """What differs between jobs (worth a warning: results from different code or environments)."""
+        out = []
+        if len(self.git_revisions) > 1:
+            out.append("git revision")
+        if len(self.hardware) > 1:
+            out.append("hardware")
+        out += [f"{pkg} version" for pkg, versions in sorted(self.versions.items()) if len(versions) > 1]
+        return out
+
+
+def provenance(store: ResultStore) -> Provenance:
+    revisions, hardware, devices = Counter(), Counter(), Counter()
+    versions: dict[str, Counter] = defaultdict(Counter)
+    finished = []
+    for r in store.results:
+        p = r.provenance
+        if p.get("git_revision"):
+            revisions[str(p["git_revision"])] += 1
+        if p.get("hardware"):
+            hardware[str(p["hardware"])] += 1
+        if r.cost.get("device"):
+            devices[str(r.cost["device"])] += 1
+        if isinstance(p.get("versions"), Mapping):
+            for pkg, version in p["versions"].items():
+                versions[str(pkg)][str(version)] += 1
+        if p.get("finished_at"):
+            finished.append(str(p["finished_at"]))
+    return Provenance(
+        run_info=store.run_info, git_revisions=dict(sorted(revisions.items())), hardware=dict(sorted(hardware.items())),
+        devices=dict(sorted(devices.items())),
+        versions={pkg: dict(sorted(v.items())) for pkg, v in sorted(versions.items())},
+        finished_first=min(finished) if finished else None, finished_last=max(finished) if finished else None,
+    )
+
+
+def _as_notes(value: Any) -> list[str]:
+    if isinstance(value, str) and value.strip():
+        return [value.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return []
+
+
+def passthrough_notes(store: ResultStore) -> tuple[str, ...]:
+    """``notes`` / ``note`` from run.json and suite.yaml (e.g. "QA trained on a SQuAD stand-in"), deduplicated."""
+    notes: list[str] = []
+    for mapping in (store.run_info, store.suite):
+        for key in ("notes", "note"):
+            for note in _as_notes(mapping.get(key)):
+                if note not in notes:
+                    notes.append(note)
+    return tuple(notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything together
+
+
+@dataclass(frozen=True)
+class Tables:
+    ner_f1: EvalCells
+    qa_f1: EvalCells
+    qa_em: EvalCells
+    comparisons: tuple[ComparisonTable, ...]
+    params: ParamsTable
+    cost_by_kind: tuple[CostRow, ...]
+    cost_by_table: tuple[CostRow, ...]
+    provenance: Provenance
+    notes: tuple[str, ...]  # passed through from run.json / suite.yaml
+    cell_warnings: tuple[CellWarning, ...] = field(default_factory=tuple)
+
+    def comparison(self, table_id: str) -> ComparisonTable | None:
+        return next((t for t in self.comparisons if t.id == table_id), None)
+
+
+def build_tables(store: ResultStore) -> Tables:
+    ner_f1 = eval_cells(store.results, "f1")
+    ner_f1 = EvalCells("f1", {k: v for k, v in ner_f1.cells.items() if k[0] == "ner"},
+                       tuple(w for w in ner_f1.warnings if w.key[0] == "ner"))
+    qa_f1 = eval_cells((r for r in store.results if r.task == "qa"), "f1")
+    qa_em = eval_cells((r for r in store.results if r.task == "qa"), "exact_match")
+    comparisons = [table2(ner_f1), table5(ner_f1), table3(qa_f1, "f1"), table3(qa_em, "exact_match")]
+    return Tables(
+        ner_f1=ner_f1, qa_f1=qa_f1, qa_em=qa_em,
+        comparisons=tuple(t for t in comparisons if t.rows),
+        params=table4(store), cost_by_kind=cost_by_kind(store), cost_by_table=cost_by_table(store),
+        provenance=provenance(store), notes=passthrough_notes(store),
+        cell_warnings=tuple(dict.fromkeys(ner_f1.warnings + qa_f1.warnings + qa_em.warnings)),
+    )
+
+
+__all__ = [
+    "Cell",
+    "ComparisonTable",
+    "CostRow",
+    "ParamsRow",
+    "ParamsTable",
+    "Provenance",
+    "Row",
+    "SUMMARY_ALL",
+    "SUMMARY_SEEN",
+    "SUMMARY_UNSEEN",
+    "Spread",
+    "Tables",
+    "build_tables",
+    "cost_by_kind",
+    "cost_by_table",
+    "find_base_model",
+    "job_closure",
+    "passthrough_notes",
+    "provenance",
+    "table2",
+    "table3",
+    "table4",
+    "table5",
+]

@@ -1,0 +1,410 @@
+"""bench.report on a synthetic result store with known numbers (report_synthetic.py).
+
+One report is built per module (plots included) and shared by the checks; expectations are computed
+here from the numbers the store was written with (statistics.fmean / stdev), not by the code under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import report_synthetic as syn
+from bench.report import paper
+from bench.report.cli import run as cli_run
+from bench.report.render import build_report, render_markdown, write_report
+from bench.report.store import UnreadableResultWarning, average, leaf_value, load_store
+from bench.report.tables import SUMMARY_ALL, SUMMARY_SEEN, SUMMARY_UNSEEN
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The committed example (reports/example-synthetic/report.md) is this module's report: kept honest here.
+EXAMPLE = Path(__file__).resolve().parents[3] / "reports" / "example-synthetic" / "report.md"
+
+
+def expected(task, method, source, target, metric="f1"):
+    values = list(syn.EXPECTED.get((task, method, source, target, metric), {}).values())
+    if not values:
+        return None, None, 0
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None), len(values)
+
+
+def expected_per_seed(task, method, source, target, metric="f1"):
+    return syn.EXPECTED.get((task, method, source, target, metric), {})
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return syn.make_run(tmp_path_factory.mktemp("run") / "synthetic-run")
+
+
+@pytest.fixture(scope="module")
+def report(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "report"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableResultWarning)
+        rep = build_report(run_dir, out_dir=out)
+    write_report(rep)
+    return rep
+
+
+def overview_row(markdown: str, title_start: str, method_name: str, which: str = "ours") -> dict[str, str]:
+    """Parse one row of a table's overview in the markdown: column -> cell text."""
+    section = markdown.split(f"## {title_start}", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    current = None
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        current = cells[0] or current
+        if current == method_name and cells[1] == which:
+            return dict(zip(header, cells))
+    raise AssertionError(f"no {which} row for {method_name} in {title_start}")
+
+
+# ---------------------------------------------------------------------------------------------
+# paper numbers
+
+
+def test_paper_tables_are_the_reference_transcription():
+    reference = Path("/work/shared/paper/reference.json")
+    data = paper.paper_tables()
+    if reference.exists():  # only where the project's paper reference is at hand; never read at run time
+        ref = json.loads(reference.read_text())
+        assert {k: data[k] for k in ref} == ref
+    assert paper.value("table2", "madx", "qu") == 32.6
+    assert paper.value("table2", "full-ft", "avg") == 32.6
+    assert paper.value("table5", "mlm-src", "ja") == 8.45
+    assert paper.value("table3", "madx", "zh", "f1") == 52.7
+    assert paper.value("table3", "madx", "zh", "exact_match") == 42.8
+    assert paper.added_parameters("madx") == {"params": "8.25M", "params_count": 8_250_000, "pct": 3.05}
+    assert paper.added_parameters("full-ft") is None
+
+
+def test_missing_paper_row_is_not_available_never_zero():
+    assert paper.value("table2", "mlm-src", "en") is None
+    assert "not available" in paper.missing_reason("table2", "mlm-src")
+    assert paper.missing_reason("table2", "madx") is None
+    assert paper.value("table3", "mlm-trg", "en") is None
+    assert paper.subset_mean("table2", "mlm-src", ["en", "ja"]) is None
+
+
+def test_seen_split_matches_the_language_table():
+    from madx.data.languages import NER_LANGUAGES, split_seen_unseen
+
+    assert paper.seen_split() == split_seen_unseen(NER_LANGUAGES, by="table2")
+    assert paper.ner_language_order() == NER_LANGUAGES
+
+
+# ---------------------------------------------------------------------------------------------
+# store
+
+
+def test_aggregation_helpers():
+    v = leaf_value([(2, 3.0), (1, 1.0)])
+    assert (v.mean, v.std, v.n_seeds, dict(v.per_seed)) == (2.0, statistics.stdev([1.0, 3.0]), 2, {1: 1.0, 2: 3.0})
+    one = leaf_value([(1, 5.0)])
+    assert one.mean == 5.0 and one.std is None and one.n_seeds == 1
+    assert leaf_value([]).missing
+    avg = average([v, leaf_value([(1, 3.0), (2, 7.0)])], labels=["a", "b"])
+    assert avg.mean == 3.5 and avg.per_seed == {1: 2.0, 2: 5.0} and avg.std == statistics.stdev([2.0, 5.0])
+    unbalanced = average([v, one], labels=["a", "b"])
+    assert unbalanced.mean == 3.5 and unbalanced.std is None and unbalanced.seeds_label() == "1–2"
+    assert average([one, leaf_value([])], labels=["a", "b"]).parts == ("a",)
+
+
+def test_cell_warnings_for_duplicate_seeds_mixed_settings_and_missing_metrics():
+    from bench.report.store import JobResult, eval_cells
+
+    def job(i, seed, f1, **extra):
+        params = {"task": "ner", "method": "madx", "source": "en", "target": "qu", "seed": seed, **extra}
+        return JobResult(f"job{i}", "eval", f"eval{i}", params, (), {"f1": f1} if f1 is not None else {}, {}, {}, "")
+
+    cells = eval_cells([job(1, 1, 10.0, steps=100), job(2, 1, 20.0, steps=200), job(3, 2, None)], "f1")
+    value = cells.get("ner", "madx", "en", "qu")
+    assert value.mean == 15.0 and value.n_seeds == 2 and value.per_seed is None
+    messages = " | ".join(w.message for w in cells.warnings)
+    assert "seed(s) 1 appear more than once" in messages and "differ in steps" in messages
+    assert "job3" in messages and "no numeric 'f1'" in messages
+
+
+def test_store_skips_unreadable_files_with_a_warning(run_dir):
+    with pytest.warns(UnreadableResultWarning) as caught:
+        store = load_store(run_dir)
+    messages = "\n".join(str(w.message) for w in caught)
+    assert "corrupt0000000000/result.json" in messages and "schema99000000000/result.json" in messages
+    assert [p.path for p in store.problems] == ["jobs/corrupt0000000000/result.json",
+                                                "jobs/schema99000000000/result.json"]
+    assert "schema 99" in store.problems[1].reason
+    assert len(store.results) == len(syn.all_results())
+    assert store.status.failed == ("failed00000000000",) and store.status.claimed == ("claimed0000000000",)
+    assert store.run_info["notes"] == syn.RUN_NOTES and store.suite["base_model"] == "xlm-roberta-base"
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+@pytest.mark.parametrize("method", syn.NER_METHODS)
+def test_table5_cells_are_exact(report, method):
+    table = report.tables.comparison("table5")
+    row = table.row(method)
+    for target in syn.NER_TARGETS:
+        mean, std, n = expected("ner", method, "en", target)
+        cell = row.cell(target)
+        if n == 0:
+            assert cell.ours.missing and cell.ours.mean is None and cell.diff is None
+            continue
+        assert cell.ours.mean == pytest.approx(mean, abs=1e-12)
+        assert cell.ours.n_seeds == n
+        assert (cell.ours.std is None) if std is None else cell.ours.std == pytest.approx(std, abs=1e-12)
+        assert cell.paper == paper.value("table5", method, target)
+        assert cell.diff == pytest.approx(mean - cell.paper, abs=1e-12)
+
+
+def test_table5_special_cells(report):
+    table = report.tables.comparison("table5")
+    assert table.row("mlm-trg").cell("en").ours.n_seeds == 1 and table.row("mlm-trg").cell("en").ours.std is None
+    assert table.row("madx-inv").cell("sw").ours.n_seeds == 2
+    assert table.row("madx-lad-inv").cell("qu").ours.missing  # no result at all for this pair
+    assert table.row("mlm-src").cell("en").paper == 84.2  # Table 5 has the MLM-SRC row that Table 2 lost
+    assert table.seen == {"en", "ja", "sw"} and table.columns == ("en", "ja", "sw", "qu")
+
+
+def test_table2_averages_over_sources(report):
+    table = report.tables.comparison("table2")
+    for method in syn.NER_METHODS:
+        row = table.row(method)
+        for target in syn.NER_TARGETS:
+            sources = [s for s in syn.NER_SOURCES if expected("ner", method, s, target)[2]]
+            cell = row.cell(target)
+            assert cell.ours.parts == tuple(sources)
+            assert cell.ours.n_parts == len(sources)
+            assert cell.ours.mean == pytest.approx(statistics.fmean(expected("ner", method, s, target)[0] for s in sources))
+            seed_sets = {frozenset(expected_per_seed("ner", method, s, target)) for s in sources}
+            if len(seed_sets) == 1 and len(next(iter(seed_sets))) > 1:
+                per_seed = [statistics.fmean(expected_per_seed("ner", method, s, target)[seed] for s in sources)
+                            for seed in sorted(next(iter(seed_sets)))]
+                assert cell.ours.std == pytest.approx(statistics.stdev(per_seed), abs=1e-12)
+            else:
+                assert cell.ours.std is None
+    assert table.row("madx").cell("sw").ours.parts == ("en", "ja")  # qu->sw missing
+    assert table.row("full-ft").cell("qu").ours.parts == ("en", "qu")  # ja->qu missing
+    assert table.row("madx-inv").cell("sw").ours.seeds_label() == "2–3"
+
+
+def test_table2_paper_columns_and_differences(report):
+    table = report.tables.comparison("table2")
+    madx = table.row("madx")
+    assert madx.cell("qu").paper == 32.6
+    assert madx.cell("qu").diff == pytest.approx(madx.cell("qu").ours.mean - 32.6)
+    # averages compare with the paper's mean over the same targets
+    assert madx.cell(SUMMARY_ALL).paper == pytest.approx(statistics.fmean([55.0, 46.7, 50.4, 32.6]))
+    assert madx.cell(SUMMARY_SEEN).paper == pytest.approx(statistics.fmean([55.0, 46.7, 50.4]))
+    assert madx.cell(SUMMARY_UNSEEN).paper == pytest.approx(32.6)
+    assert madx.cell(SUMMARY_ALL).ours.mean == pytest.approx(statistics.fmean(madx.cell(t).ours.mean for t in syn.NER_TARGETS))
+    src = table.row("mlm-src")
+    assert src.paper_missing and "not available" in src.paper_missing
+    assert all(src.cell(c).paper is None and src.cell(c).diff is None for c in table.all_columns)
+    assert not src.cell("en").ours.missing
+
+
+def test_table3_f1_and_em(report):
+    for table_id, metric in (("table3-f1", "f1"), ("table3-em", "exact_match")):
+        table = report.tables.comparison(table_id)
+        assert table.columns == ("en", "ar", "de") and not table.seen
+        for method in syn.QA_METHODS:
+            for target in syn.QA_TARGETS:
+                mean, std, n = expected("qa", method, "en", target, metric)
+                cell = table.row(method).cell(target)
+                if n == 0:
+                    assert cell.ours.missing and cell.diff is None
+                    continue
+                assert cell.ours.mean == pytest.approx(mean, abs=1e-12) and cell.ours.n_seeds == n
+                assert cell.ours.std == pytest.approx(std, abs=1e-12)
+                assert cell.paper == paper.value("table3", method, target, metric)
+    assert report.tables.comparison("table3-f1").row("full-ft").cell("ar").ours.missing
+    assert report.tables.comparison("table3-em").row("madx").cell("de").ours.n_seeds == 2
+
+
+def test_table4_parameters(report):
+    params = report.tables.params
+    assert params.computed and params.arch == "xlm-roberta-base"
+    madx = next(r for r in params.rows if r.method == "madx")
+    assert madx.computed_added == 8_257_536 and madx.paper_params == "8.25M" and madx.added_diff == 7_536
+    assert madx.recorded_added == syn.TRAINABLE[("mlm", "madx")] + syn.TRAINABLE[("task", "madx")]
+    lad = next(r for r in params.rows if r.method == "madx-lad-inv")
+    assert lad.recorded_added == syn.TRAINABLE[("task", "madx-lad-inv")]
+    assert next(r for r in params.rows if r.method == "full-ft").recorded_added is None
+
+
+def test_table4_without_a_preset_uses_recorded_counts(tmp_path):
+    run = syn.make_run(tmp_path / "run", base_model="checkpoints/e5-small", broken=False)
+    from bench.report.tables import table4
+
+    params = table4(load_store(run))
+    assert not params.computed and params.arch == "checkpoints/e5-small"
+    assert all(r.computed_added is None for r in params.rows)
+    assert next(r for r in params.rows if r.method == "madx").task_trainable.high == syn.TRAINABLE[("task", "madx")]
+
+
+def test_cost_by_kind_and_table(report):
+    results = syn.all_results()
+    rows = {r.label: r for r in report.tables.cost_by_kind}
+    for kind in ("mlm", "task", "eval"):
+        jobs = [r for r in results if r["job"]["kind"] == kind]
+        assert rows[kind].n_jobs == len(jobs)
+        assert rows[kind].tokens == sum(r["cost"]["tokens"] for r in jobs)
+        assert rows[kind].wall_s == pytest.approx(math.fsum(r["cost"]["wall_s"] for r in jobs))
+    assert rows["all jobs"].n_jobs == len(results)
+    by_table = {r.label.split(" (")[0]: r for r in report.tables.cost_by_table}
+    qa_evals = [r for r in results if r["job"]["kind"] == "eval" and r["job"]["params"]["task"] == "qa"]
+    qa_tasks = {d for r in qa_evals for d in r["job"]["deps"]}
+    assert by_table["Table 3"].n_jobs >= len(qa_evals) + len(qa_tasks) - 1  # evals + their task and MLM jobs
+    assert by_table["Table 3"].n_deps_missing == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+
+
+def test_heatmaps_plot_the_cell_means(report):
+    maps = {(h.kind, h.method, h.baseline): h for h in report.heatmaps}
+    assert {k[1] for k in maps if k[0] == "f1"} == set(syn.NER_METHODS)
+    assert {k[2] for k in maps if k[0] == "diff"} == {"full-ft", "mlm-trg", "madx-inv"}
+    h = maps[("f1", "madx", None)]
+    assert h.sources == syn.NER_SOURCES and h.targets == syn.NER_TARGETS
+    for i, s in enumerate(h.sources):
+        for j, t in enumerate(h.targets):
+            mean = expected("ner", "madx", s, t)[0]
+            if mean is None:
+                assert math.isnan(h.array[i, j])  # missing stays missing, not 0
+            else:
+                assert h.array[i, j] == pytest.approx(mean)
+    d = maps[("diff", "madx", "full-ft")]
+    both = np.isfinite(d.array)
+    assert not both[1, 3] and not both[2, 2]  # full-ft ja->qu and madx qu->sw have no result
+    expect = h.array - maps[("f1", "full-ft", None)].array
+    assert np.allclose(d.array[both], expect[both])
+    assert np.unique(np.round(d.array[both], 6)).size > 1  # differences vary over the pairs
+
+
+def test_heatmap_pngs_are_written_and_not_blank(report):
+    import matplotlib.image as mpimg
+
+    for h in report.heatmaps:
+        assert h.path is not None and h.path.is_file() and h.path.stat().st_size > 5_000
+        pixels = mpimg.imread(h.path)
+        assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 300
+        assert float(pixels[..., :3].std()) > 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+
+def test_markdown_shows_missing_as_dash_and_passes_notes(report):
+    md = (report.out_dir / "report.md").read_text()
+    lad = overview_row(md, "Table 5", "MAD-X –LAD –INV")
+    assert lad["qu†"] == "—" and lad["avg unseen"] == "—"
+    assert lad["avg"].endswith("‡") and "‡ average over fewer targets" in md  # 3 of 4 targets: flagged
+    assert not overview_row(md, "Table 5", "MAD-X")["avg"].endswith("‡")
+    madx = overview_row(md, "Table 5", "MAD-X")
+    mean, std, n = expected("ner", "madx", "en", "qu")
+    assert madx["qu†"] == f"{mean:.1f} ± {std:.1f}"
+    assert overview_row(md, "Table 5", "XLM-R MLM-TRG")["en"].endswith("± n/a")
+    assert overview_row(md, "Table 3 — XQuAD F1", "XLM-R")["ar"] == "—"
+    src_paper = overview_row(md, "Table 2", "XLM-R MLM-SRC", "paper")
+    assert set(v for k, v in src_paper.items() if k not in ("method", "", "seeds", "sources")) == {"n/a"}
+    assert "row lost in text extraction" in md
+    assert syn.RUN_NOTES[0] in md and syn.SUITE_NOTE in md
+    assert "XLM-R base" in md and "Wikipedia" in md
+    assert "jobs/corrupt0000000000/result.json" in md and "schema 99" in md
+    assert "![" in md and "plots/ner-diff-madx-vs-full-ft.png" in md
+
+
+def test_markdown_is_byte_identical_across_runs(report, run_dir, tmp_path, monkeypatch):
+    first = (report.out_dir / "report.md").read_bytes()
+    # The second build skips drawing (PNG bytes are not part of the promise; the markdown, which links
+    # the same files, is). This keeps the test fast.
+    monkeypatch.setattr("bench.report.plots.draw_heatmap", lambda *args, **kwargs: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableResultWarning)
+        again = build_report(run_dir, out_dir=tmp_path / "again", plots=True)
+    paths = write_report(again, formats=("md", "json"))
+    assert paths["md"].read_bytes() == first
+    assert paths["json"].read_bytes() == (report.out_dir / "report.json").read_bytes()
+    assert render_markdown(again).encode() == first
+    if EXAMPLE.exists():
+        assert first.decode() == EXAMPLE.read_text(), (
+            "reports/example-synthetic/report.md is stale; regenerate it with the commands in its README.md")
+
+
+def test_json_has_the_numbers(report):
+    data = json.loads((report.out_dir / "report.json").read_text())
+    cell = data["tables"]["table5"]["rows"][[r["method"] for r in data["tables"]["table5"]["rows"]].index("madx")]["cells"]["qu"]
+    mean, std, n = expected("ner", "madx", "en", "qu")
+    assert cell["mean"] == pytest.approx(mean) and cell["std"] == pytest.approx(std) and cell["n_seeds_min"] == n
+    assert cell["paper"] == 66.1 and cell["diff"] == pytest.approx(mean - 66.1)
+    lad = data["tables"]["table5"]["rows"][[r["method"] for r in data["tables"]["table5"]["rows"]].index("madx-lad-inv")]
+    assert lad["cells"]["qu"]["mean"] is None and lad["cells"]["qu"]["diff"] is None
+    leaves = {(c["task"], c["method"], c["source"], c["target"], c["metric"]): c for c in data["cells"]}
+    for key, per_seed in syn.EXPECTED.items():
+        assert leaves[key]["per_seed"] == {str(s): pytest.approx(v) for s, v in per_seed.items()}
+    assert [p["path"] for p in data["problems"]] == ["jobs/corrupt0000000000/result.json",
+                                                     "jobs/schema99000000000/result.json"]
+    heat = next(h for h in data["heatmaps"] if h["kind"] == "f1" and h["method"] == "madx")
+    assert heat["values"][2][2] is None  # qu->sw: null, not 0
+    assert data["table4"]["rows"][-1]["computed_added"] == 8_257_536
+
+
+def test_html_is_self_contained(report):
+    page = (report.out_dir / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(report.heatmaps)
+    assert 'src="plots/' not in page  # no links to files beside the page
+    assert "<table" in page and "XLM-R MLM-SRC" in page and "&lt;" not in page.split("<style>")[0]
+
+
+def test_cli(run_dir, tmp_path, capsys):
+    args = argparse.Namespace(run_dir=str(run_dir), out=str(tmp_path / "md-only"), format="md", strict=False, quiet=False,
+                              no_plots=True)
+    assert cli_run(args) == 0
+    written = sorted(p.name for p in (tmp_path / "md-only").iterdir())
+    assert written == ["report.md"]
+    out = capsys.readouterr().out
+    assert "Table 2" in out and "skipped jobs/corrupt0000000000/result.json" in out and "report.md" in out
+    assert cli_run(argparse.Namespace(run_dir=str(run_dir), out=str(tmp_path / "s"), format="json", strict=True,
+                                      quiet=True, no_plots=True)) == 1
+    assert cli_run(argparse.Namespace(run_dir=str(tmp_path / "nope"), out=None, format="all", strict=False,
+                                      quiet=True)) == 2
+
+
+def test_module_entry_point_on_an_empty_store(tmp_path):
+    from bench.report.__main__ import main
+
+    empty = tmp_path / "empty"
+    (empty / "jobs").mkdir(parents=True)
+    assert main([str(empty), "--quiet"]) == 0  # default out: DIR/report, all formats
+    assert sorted(p.name for p in (empty / "report").iterdir()) == ["report.html", "report.json", "report.md"]
+    assert "No evaluation results yet" in (empty / "report" / "report.md").read_text()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+               "--dump-dom", (report.out_dir / "report.html").as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert "<h1>madx-bench report: synthetic-smoke</h1>" in dom
+    assert dom.count("<table") >= 8 and dom.count("data:image/png;base64,") == len(report.heatmaps)
+    assert "Table 2 — NER F1" in dom and "row lost in text extraction" in dom

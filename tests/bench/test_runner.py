@@ -1,0 +1,92 @@
+"""The runner for real: worker processes on CPU, crashes by kill -9, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+MINI = str(Path(__file__).resolve().parents[1] / "fixtures" / "mini-suite.yaml")
+pytestmark = pytest.mark.slow
+
+
+def bench_run(out, processes=1, **popen):
+    if processes == 1:
+        command = [sys.executable, "-m", "madx", "bench", "run", MINI, "--out", str(out)]
+    else:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+                   "-m", "madx", "bench", "run", MINI, "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)
+
+
+def results(out) -> dict[str, dict]:
+    found = {}
+    for path in sorted((Path(out) / "jobs").glob("*/result.json")):
+        result = json.loads(path.read_text())
+        found[result["job"]["name"]] = result["metrics"]
+    return found
+
+
+def finished(process, timeout=900) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    output = finished(bench_run(out))
+    return out, output
+
+
+def test_one_worker_finishes_the_suite(clean_run):
+    out, output = clean_run
+    plan = json.loads((out / "plan.json").read_text())["jobs"]
+    assert set(results(out)) == {job["name"] for job in plan}
+    assert "failed 0" in output and "pending 0" in output
+    assert not list((out / "jobs").glob("*/claim"))
+
+
+def test_two_workers_give_the_same_results_and_run_no_job_twice(clean_run, tmp_path):
+    output = finished(bench_run(tmp_path, processes=2))
+    assert results(tmp_path) == results(clean_run[0])
+    starts = [line.split("start ", 1)[1] for line in output.splitlines() if "] start " in line]
+    assert len(starts) == len(set(starts)) == len(results(tmp_path))
+    assert len({line.split("]")[0] for line in output.splitlines() if "] start " in line}) == 2, "both workers worked"
+
+
+def _wait_for(condition, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("kill_all", [False, True])
+def test_kill_minus_9_then_rerun_completes_identically(clean_run, tmp_path, kill_all):
+    process = bench_run(tmp_path, processes=2, start_new_session=True)
+    jobs = tmp_path / "jobs"
+    # wait until a worker holds a job past the first few: mid-suite, mid-job
+    assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 4 and list(jobs.glob("*/claim")))
+    claims = list(jobs.glob("*/claim"))
+    if kill_all:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        victim = json.loads(claims[0].read_text())["pid"]
+        os.kill(victim, signal.SIGKILL)
+    process.communicate(timeout=600)
+    assert len(results(tmp_path)) < len(results(clean_run[0]))
+    finished(bench_run(tmp_path, processes=2))
+    assert results(tmp_path) == results(clean_run[0])
+    assert not list(jobs.glob("*/claim")), "no claim is left behind"
+    assert all(not list(d.glob("work-*")) for d in jobs.iterdir() if (d / "result.json").exists())
