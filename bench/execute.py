@@ -94,6 +94,9 @@ class JobContext:
         return load_model(path, head).to(self.runtime.device)
 
     def writer(self, job):
+        """Tensorboard for this job (main process only; ``None`` elsewhere)."""
+        if not self.runtime.is_main_process:
+            return None
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(log_dir=str(self.tb_root / job.name.replace("->", "-to-")))
@@ -158,13 +161,14 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     data = MLMData(max_seq_length=hyper["max_seq_length"])
     seed = 1
     writer = ctx.writer(job)
-    report = lambda r: ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
+    report = lambda r: ctx.runtime.is_main_process and ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
     if p["mode"] == "full":
         model = ctx.fresh_model(path, "mlm", seed)
         config = _train_config(hyper, hyper["lr_full_model"], hyper["batch_size"], seed, steps=hyper["steps"])
         out = train_full_mlm(model, corpus, tokenizer, config, ctx.runtime, data, writer, report)
-        model.save_pretrained(workspace / "model")
-        tokenizer.save_pretrained(workspace / "model")
+        if ctx.runtime.is_main_process:
+            model.save_pretrained(workspace / "model")
+            tokenizer.save_pretrained(workspace / "model")
     else:
         model = ctx.cached_model(path, "mlm", seed)
         torch.manual_seed(seed)
@@ -176,7 +180,8 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
                                      data=data, writer=writer, progress=report)
         madx.save_adapter(model, p["language"], workspace / "adapter")
         madx.detach(model)
-    writer.close()
+    if writer is not None:
+        writer.close()
     return {"metrics": {"loss": out["dev"]["loss"], "perplexity": out["dev"]["perplexity"]}, "train": out["train"],
             "cost": _cost(out["train"], ctx.runtime)}
 
@@ -222,7 +227,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     lr = hyper["lr_adapters"] if variant.uses_adapters else hyper["lr_full_model"]
     config = _train_config(hyper, lr, batch_size, seed, epochs=hyper["epochs"])
     writer = ctx.writer(job)
-    report = lambda r: ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
+    report = lambda r: ctx.runtime.is_main_process and ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
     if variant.uses_adapters:
         model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
         if variant.language_adapters:
@@ -238,8 +243,10 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         model = ctx.fresh_model(_task_model_dir(job, ctx), task, seed)
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, None,
                          max_length=hyper["max_length"], writer=writer, progress=report)
-        model.save_pretrained(workspace / "model")
-    writer.close()
+        if ctx.runtime.is_main_process:
+            model.save_pretrained(workspace / "model")
+    if writer is not None:
+        writer.close()
     return {"metrics": {"best_dev": out["dev"], "train_loss": out["train"]["final_loss"]}, "train": out["train"],
             "cost": _cost(out["train"], ctx.runtime)}
 
@@ -274,7 +281,15 @@ def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
 
 def _cost(train: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     return {"wall_s": train["wall_s"], "tokens": train["tokens"], "tokens_per_s": train["tokens_per_s"],
-            "peak_memory_bytes": train["peak_memory_bytes"], "trainable_params": train["trainable_params"]}
+            "peak_memory_bytes": train["peak_memory_bytes"], "trainable_params": train["trainable_params"],
+            "total_params": train["total_params"]}
 
 
 RUNNERS = {"prepare": run_prepare, "mlm": run_mlm, "task": run_task, "eval": run_eval}
+
+
+def is_full_model_job(job) -> bool:
+    """Jobs that train every weight: the candidates for a DeepSpeed ZeRO group."""
+    if job.kind == "mlm":
+        return job.params["mode"] == "full"
+    return job.kind == "task" and not get_variant(job.params["method"]).uses_adapters

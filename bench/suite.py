@@ -31,7 +31,9 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
             "max_length": 128, "eval_every": None, "max_train_sentences": None},
     "qa": {"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
            "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
-    "runtime": {"mixed_precision": "no", "cpu_threads_per_worker": 1, "lease_seconds": 120},
+    # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO
+    "runtime": {"mixed_precision": "no", "cpu_threads_per_worker": 1, "lease_seconds": 120, "zero_stage": 2,
+                "zero_group_size": 1},
 }
 
 

@@ -17,36 +17,24 @@ import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from bench.execute import RUNNERS, JobContext
+from bench.execute import RUNNERS, JobContext, is_full_model_job
 from bench.graph import Job, build_graph
 from bench.store import RunStore
 from bench.suite import Suite
 from madx.atomic import atomic_write_json, atomic_write_text
+from madx.provenance import now as _now
+from madx.provenance import provenance
 from madx.runtime import Runtime
 
 
 def worker_identity() -> tuple[int, str]:
     rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
     return rank, f"{socket.gethostname()}:{os.getpid()}:rank{rank}"
-
-
-def provenance() -> dict:
-    from madx.commands.info import collect
-
-    try:
-        revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent,
-                                  timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        revision = None
-    info = collect()
-    return {"git_revision": revision, "versions": info["versions"], "hardware": info["device"], "python": info["python"],
-            "platform": info["platform"]}
 
 
 def write_run_files(suite: Suite, store: RunStore, jobs: list[Job]) -> None:
@@ -58,10 +46,6 @@ def write_run_files(suite: Suite, store: RunStore, jobs: list[Job]) -> None:
     if not run_file.exists():
         atomic_write_json(run_file, {"suite": suite.name, "started_at": _now(), "notes": list(suite.notes),
                                      "model": suite.model, **provenance()})
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None] = print,
@@ -109,7 +93,7 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
             continue
         job, claim = claimed
         try:
-            _run_one(job, store, context, worker)
+            _run_one(job, store, context, worker, runtime_hyper["zero_group_size"], runtime_hyper)
         except Exception:
             failed_here.add(job.id)
         finally:
@@ -142,13 +126,45 @@ def _blocked(pending: list[Job], failed: set[str]) -> set[str]:
     return blocked
 
 
-def _run_one(job: Job, store: RunStore, context: JobContext, worker: str) -> None:
+def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes: int, runtime_hyper: dict) -> dict:
+    """Run ``job`` over ``processes`` new processes with DeepSpeed ZeRO (``bench.zero_job``)."""
+    spec = {
+        "job": dataclasses.asdict(job),
+        "deps": [dataclasses.asdict(context.jobs_by_id[d]) for d in job.deps],
+        "run_dir": str(context.store.root),
+        "zero_stage": runtime_hyper["zero_stage"],
+        "mixed_precision": runtime_hyper["mixed_precision"],
+        "cpu_threads": runtime_hyper["cpu_threads_per_worker"],
+    }
+    atomic_write_json(workspace / "job.json", spec)
+    with socket.socket() as probe:  # a free port for this group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "bench.zero_job", str(workspace / "job.json")]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                                           "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")}
+    if not torch.cuda.is_available():
+        env.setdefault("DS_ACCELERATOR", "cpu")
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ZeRO group for {job.name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    for line in completed.stdout.splitlines():
+        context.progress(line)
+    return json.loads((workspace / "output.json").read_text(encoding="utf-8"))
+
+
+def _run_one(job: Job, store: RunStore, context: JobContext, worker: str, zero_group_size: int = 1,
+             runtime_hyper: dict | None = None) -> None:
     store.clean_workspaces(job.id)
     workspace = store.new_workspace(job.id)
     context.progress(f"start {job.name}")
     start = time.perf_counter()
     try:
-        output = RUNNERS[job.kind](job, context, workspace)
+        if zero_group_size > 1 and is_full_model_job(job):
+            output = _run_in_zero_group(job, context, workspace, zero_group_size, runtime_hyper)
+        else:
+            output = RUNNERS[job.kind](job, context, workspace)
     except Exception as error:
         store.record_error(job.id, {"job": job.name, "worker": worker, "error": repr(error),
                                     "traceback": traceback.format_exc(), "at": _now()})

@@ -11,6 +11,10 @@ import sys
 SUBCOMMANDS: dict[str, str] = {
     "params": "madx.commands.params",
     "info": "madx.commands.info",
+    "train-lang": "madx.commands.train_lang",
+    "train-task": "madx.commands.train_task",
+    "evaluate": "madx.commands.evaluate",
+    "models": "madx.commands.models",
     "bench": "bench.cli",
 }
 

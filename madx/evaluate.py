@@ -32,7 +32,7 @@ def _sharded_predictions(
     runtime: Runtime,
     batch_size: int,
 ) -> list[Any]:
-    rank = 0 if runtime.accelerator is None else runtime.accelerator.process_index
+    rank = runtime.process_index
     world = runtime.num_processes
     indices = list(range(rank, len(features), world))
     mine: list[tuple[int, Any]] = []

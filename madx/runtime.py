@@ -37,8 +37,14 @@ class Runtime:
     def distributed(cls, mixed_precision: str = "no", **accelerator_kwargs) -> "Runtime":
         from accelerate import Accelerator
 
+        # without CUDA, accelerate only forms a (gloo) process group when told it runs on CPU
+        accelerator_kwargs.setdefault("cpu", not torch.cuda.is_available())
         accelerator = Accelerator(mixed_precision=mixed_precision, **accelerator_kwargs)
         return cls(accelerator.device, mixed_precision, accelerator)
+
+    @classmethod
+    def deepspeed(cls, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0) -> "DeepSpeedRuntime":
+        return DeepSpeedRuntime(zero_stage, mixed_precision, gradient_clipping)
 
     @property
     def is_main_process(self) -> bool:
@@ -47,6 +53,10 @@ class Runtime:
     @property
     def num_processes(self) -> int:
         return 1 if self.accelerator is None else self.accelerator.num_processes
+
+    @property
+    def process_index(self) -> int:
+        return 0 if self.accelerator is None else self.accelerator.process_index
 
     def prepare(self, *objects):
         if self.accelerator is not None:
@@ -82,6 +92,9 @@ class Runtime:
             norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
         return float(norm) if norm is not None else float("nan")
 
+    def optimizer_step(self, model: nn.Module, optimizer) -> None:
+        optimizer.step()
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         return model if self.accelerator is None else self.accelerator.unwrap_model(model)
 
@@ -114,3 +127,90 @@ class Runtime:
         if self.device.type == "cuda":
             return f"cuda:{torch.cuda.get_device_name(self.device)}"
         return "cpu"
+
+
+class DeepSpeedRuntime(Runtime):
+    """Data parallelism with DeepSpeed ZeRO over all launched processes (``torchrun``/``deepspeed``),
+    for full-model jobs. DeepSpeed is driven directly: ``accelerate`` forms no process group for
+    DeepSpeed without CUDA, and this path must also run (with gloo) on CPU machines and in CI."""
+
+    def __init__(self, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0):
+        import os
+
+        import deepspeed
+        import torch.distributed as dist
+
+        if zero_stage not in (1, 2):
+            raise ValueError(f"ZeRO stage {zero_stage} is not supported here (1 or 2: parameters stay whole on each rank)")
+        if not dist.is_initialized():
+            deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        super().__init__(device, mixed_precision)
+        self.zero_stage = zero_stage
+        self.gradient_clipping = gradient_clipping
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self._engine = None
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def num_processes(self) -> int:
+        return self.world
+
+    @property
+    def process_index(self) -> int:
+        return self.rank
+
+    def prepare(self, model, optimizer, loader):
+        import deepspeed
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        config = {
+            "train_micro_batch_size_per_gpu": loader.batch_size,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": self.gradient_clipping,
+            "zero_optimization": {"stage": self.zero_stage},
+            "bf16": {"enabled": self.mixed_precision == "bf16"},
+            "fp16": {"enabled": self.mixed_precision == "fp16"},
+        }
+        engine, ds_optimizer, _, _ = deepspeed.initialize(model=model.to(self.device), optimizer=optimizer, config=config)
+        self._engine = engine
+        seed = int(loader.generator.initial_seed()) if loader.generator is not None else 0
+        sampler = DistributedSampler(loader.dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed)
+        sharded = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, collate_fn=loader.collate_fn)
+        return engine, ds_optimizer, sharded
+
+    def autocast(self):
+        return contextlib.nullcontext()  # DeepSpeed casts the model itself for bf16/fp16
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self._engine.backward(loss)
+
+    def clip_grad_norm(self, model: nn.Module, max_norm: float) -> float:
+        return float("nan")  # DeepSpeed clips inside engine.step (gradient_clipping); its norm comes after
+
+    def optimizer_step(self, model: nn.Module, optimizer) -> None:
+        self._engine.step()
+
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        return getattr(model, "module", model)
+
+    def sum_across_processes(self, value: int) -> int:
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.long, device=self.device)
+        dist.all_reduce(tensor)
+        return int(tensor.item())
+
+    def gather_objects(self, objects: list) -> list:
+        import torch.distributed as dist
+
+        gathered: list = [None] * self.world
+        dist.all_gather_object(gathered, list(objects))
+        return [item for part in gathered for item in part]
+
+    def describe(self) -> str:
+        return f"{super().describe()} x{self.world} (ZeRO-{self.zero_stage})"

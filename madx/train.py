@@ -69,6 +69,7 @@ class TrainResult:
     tokens_per_s: float = 0.0
     peak_memory_bytes: int = 0
     trainable_params: int = 0
+    total_params: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,14 +103,16 @@ def train(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate,
     )
+    base_optimizer = optimizer  # schedulers need the torch optimizer; DeepSpeed's wrapper is not one
     model, optimizer, loader = runtime.prepare(model, optimizer, loader)
     updates_per_epoch = max(1, math.ceil(len(loader) / config.gradient_accumulation_steps))
     total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * updates_per_epoch))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(base_optimizer, int(config.warmup_ratio * total_steps), total_steps)
     eval_every = config.eval_every or updates_per_epoch
 
     result = TrainResult(steps=0, epochs=0.0, final_loss=float("nan"), best_step=None, best_metrics=None,
-                         trainable_params=sum(p.numel() for _, p in trainable))
+                         trainable_params=sum(p.numel() for _, p in trainable),
+                         total_params=sum(p.numel() for p in model.parameters()))
     best_state: dict[str, torch.Tensor] | None = None
     runtime.reset_peak_memory()
     start = time.perf_counter()
@@ -134,7 +137,7 @@ def train(
             if micro % config.gradient_accumulation_steps:
                 continue
             grad_norm = runtime.clip_grad_norm(model, config.max_grad_norm)
-            optimizer.step()
+            runtime.optimizer_step(model, optimizer)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1

@@ -133,12 +133,15 @@ def draw_heatmap(
     ax.set_yticks(np.arange(-0.5, n_rows, 1), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.0)
     ax.tick_params(which="minor", length=0)
+    # a black dashed line on a white one: visible on dark and light cells alike
     boundary = _seen_boundary(targets)
     if boundary is not None:
-        ax.axvline(boundary, color="#222222", linestyle=(0, (4, 2)), linewidth=1.6, zorder=4)
+        ax.axvline(boundary, color="white", linewidth=2.6, zorder=4)
+        ax.axvline(boundary, color="#111111", linestyle=(0, (4, 2)), linewidth=1.4, zorder=5)
     boundary = _seen_boundary(sources)
     if boundary is not None:
-        ax.axhline(boundary, color="#222222", linestyle=(0, (4, 2)), linewidth=1.6, zorder=4)
+        ax.axhline(boundary, color="white", linewidth=2.6, zorder=4)
+        ax.axhline(boundary, color="#111111", linestyle=(0, (4, 2)), linewidth=1.4, zorder=5)
     ax.set_title(title, fontsize=10, pad=10, wrap=True)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     bar.set_label(colorbar_label, fontsize=9)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 import os
 import re
@@ -28,7 +27,7 @@ from madx.atomic import atomic_write_json, atomic_write_text
 
 from bench.report import paper
 from bench.report.plots import Heatmap, ner_heatmaps
-from bench.report.store import ResultStore, Value, load_store
+from bench.report.store import JOB_KINDS, ResultStore, Value, load_store
 from bench.report.tables import (
     SUMMARY_ALL,
     SUMMARY_SEEN,
@@ -381,25 +380,24 @@ def _params_blocks(params: ParamsTable) -> list[Block]:
         header = tuple(TCell(h) for h in ("method", "added", "added (exact)", "% of 270M", "paper", "paper %", "Δ %",
                                           "added + biases", "% of counted base"))
         blocks.append(Table(header, tuple(rows), cls="params"))
-    recorded = [r for r in params.rows if r.task_trainable.n_jobs or r.mlm_trainable.n_jobs]
-    if recorded:
-        def spread(s) -> str:
-            if s.low is None:
+    if params.recorded:
+        def spread(sp) -> str:
+            if sp.low is None:
                 return MISSING_TEXT
-            return fmt_int(s.low) if s.low == s.high else f"{fmt_int(s.low)}–{fmt_int(s.high)}"
+            return fmt_int(sp.low) if sp.low == sp.high else f"{fmt_int(sp.low)}–{fmt_int(sp.high)}"
 
         rows = []
-        for r in recorded:
-            pct = (f"{r.recorded_added / r.total_params.high * 100:.2f}"
-                   if r.recorded_added is not None and r.total_params.high else MISSING_TEXT)
-            rows.append((TCell(r.name, "label method"), TCell(spread(r.mlm_trainable)), TCell(spread(r.task_trainable)),
-                         TCell(fmt_int(r.recorded_added), "ours"), TCell(spread(r.total_params)), TCell(pct, "ours"),
-                         TCell(r.paper_params or MISSING_TEXT, "paper"),
-                         TCell(f"{r.paper_pct:.2f}" if r.paper_pct is not None else MISSING_TEXT, "paper")))
-        header = tuple(TCell(h) for h in ("method", "trainable, MLM job", "trainable, task job", "added (recorded)",
+        for r in params.recorded:
+            pct = f"{r.added / r.total_params.high * 100:.2f}" if r.added is not None and r.total_params.high else MISSING_TEXT
+            p = paper.added_parameters(r.method)
+            rows.append((TCell(r.name, "label method"), TCell(r.task or MISSING_TEXT), TCell(spread(r.mlm_trainable)),
+                         TCell(spread(r.task_trainable)), TCell(fmt_int(r.added), "ours"), TCell(spread(r.total_params)),
+                         TCell(pct, "ours"), TCell(p["params"] if p else MISSING_TEXT, "paper"),
+                         TCell(f"{p['pct']:.2f}" if p else MISSING_TEXT, "paper")))
+        header = tuple(TCell(h) for h in ("method", "task", "trainable, MLM job", "trainable, task job", "added",
                                           "total (task model)", "% of total", "paper", "paper %"))
         blocks.append(Para("Recorded by the runs:"))
-        blocks.append(Table(header, tuple(rows), cls="params"))
+        blocks.append(Table(header, tuple(rows), cls="params", align="ll"))
     blocks.append(Bullets(params.notes, cls="notes"))
     return blocks
 
@@ -458,7 +456,8 @@ def _provenance_blocks(report: Report) -> list[Block]:
     else:
         blocks.append(Para("No `run.json` in the run directory."))
     rows = []
-    for label, counter in (("git revision", prov.git_revisions), ("hardware", prov.hardware), ("device", prov.devices)):
+    for label, counter in (("git revision", prov.git_revisions), ("hardware", prov.hardware), ("device", prov.devices),
+                           ("worker", prov.workers)):
         for value, n in counter.items():
             rows.append((TCell(label, "label"), TCell(value, "mono"), TCell(str(n))))
     for pkg, versions in prov.versions.items():
@@ -474,8 +473,9 @@ def _provenance_blocks(report: Report) -> list[Block]:
 
 def _status_line(store: ResultStore) -> str:
     kinds = Counter(r.kind for r in store.results)
+    order = sorted(kinds, key=lambda k: (JOB_KINDS.index(k), k) if k in JOB_KINDS else (len(JOB_KINDS), k))
     parts = [f"{store.status.finished} finished job(s)"
-             + (f" ({', '.join(f'{k} {kinds[k]}' for k in ('mlm', 'task', 'eval') if kinds[k])})" if kinds else "")]
+             + (f" ({', '.join(f'{k} {kinds[k]}' for k in order)})" if kinds else "")]
     if store.status.failed:
         parts.append(f"{len(store.status.failed)} failed (error.json)")
     if store.status.claimed:
@@ -488,12 +488,17 @@ def _status_line(store: ResultStore) -> str:
 def _warning_items(report: Report) -> list[str]:
     store, tables = report.store, report.tables
     items = [f"Skipped `{p.path}`: {p.reason}" for p in store.problems]
-    items += [f"Job `{j}` failed (has `error.json`)" for j in store.status.failed]
-    items += [f"Job `{j}` is claimed but has no result yet" for j in store.status.claimed]
+    items += [f"Job `{j.name}` failed (`jobs/{j.id}/error.json`)" + (f": {j.error}" if j.error else "")
+              for j in store.status.failed]
+    items += [f"Job `{j}` is claimed but has no result yet (running, or its worker died)" for j in store.status.claimed]
     mixed = tables.provenance.mixed
     if mixed:
         items.append("Results differ in " + ", ".join(mixed) + ": they were not all produced by the same code / environment.")
     items += [f"Cell {'/'.join(w.key)}: {w.message}" for w in tables.cell_warnings]
+    scores = [v.mean for ec in (tables.ner_f1, tables.qa_f1) for v in ec.cells.values() if v.mean is not None]
+    if scores and max(scores) <= 1.0:
+        items.append("Every F1 is at most 1: the results look like fractions, but the report (and the paper) "
+                     "use percent (0–100).")
     return items
 
 
@@ -771,7 +776,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "run_dir": report.run_dir.name,
         "paper_setting": paper.PAPER_SETTING,
         "notes": list(t.notes),
-        "status": {"finished": report.store.status.finished, "failed": list(report.store.status.failed),
+        "status": {"finished": report.store.status.finished,
+                   "failed": [{"id": j.id, "name": j.name, "error": j.error} for j in report.store.status.failed],
                    "claimed": list(report.store.status.claimed),
                    "by_kind": dict(sorted(Counter(r.kind for r in report.store.results).items()))},
         "problems": [{"path": p.path, "reason": p.reason} for p in report.store.problems],
@@ -785,9 +791,10 @@ def report_json(report: Report) -> dict[str, Any]:
                       "computed_added_with_bias": r.computed_added_with_bias,
                       "computed_pct_of_paper_base": r.computed_pct_of_paper_base, "computed_pct_of_base": r.computed_pct_of_base,
                       "paper_params": r.paper_params, "paper_params_count": r.paper_params_count, "paper_pct": r.paper_pct,
-                      "added_diff": r.added_diff, "recorded_added": r.recorded_added,
-                      "mlm_trainable": spread(r.mlm_trainable), "task_trainable": spread(r.task_trainable),
-                      "total_params": spread(r.total_params)} for r in params.rows],
+                      "added_diff": r.added_diff} for r in params.rows],
+            "recorded": [{"method": r.method, "task": r.task, "added": r.added, "mlm_trainable": spread(r.mlm_trainable),
+                          "task_trainable": spread(r.task_trainable), "total_params": spread(r.total_params)}
+                         for r in params.recorded],
         },
         "cost": {key: [{"label": r.label, "n_jobs": r.n_jobs, "tokens": r.tokens, "wall_s": r.wall_s,
                         "device_hours": r.device_hours, "tokens_per_s": r.tokens_per_s,
@@ -796,7 +803,7 @@ def report_json(report: Report) -> dict[str, Any]:
                  for key, rows in (("by_kind", t.cost_by_kind), ("by_table", t.cost_by_table))},
         "provenance": {
             "run": t.provenance.run_info, "git_revisions": t.provenance.git_revisions, "hardware": t.provenance.hardware,
-            "devices": t.provenance.devices, "versions": t.provenance.versions, "mixed": t.provenance.mixed,
+            "devices": t.provenance.devices, "workers": t.provenance.workers, "versions": t.provenance.versions, "mixed": t.provenance.mixed,
             "finished_first": t.provenance.finished_first, "finished_last": t.provenance.finished_last,
         },
         "heatmaps": [{"kind": h.kind, "method": h.method, "baseline": h.baseline, "title": h.title,

@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 SCHEMA_VERSION = 1
-JOB_KINDS = ("mlm", "task", "eval")
+# The kinds the tables read; other kinds (the runner's "prepare") are kept for cost and status.
+JOB_KINDS = ("prepare", "mlm", "task", "eval")
 
 CellKey = tuple[str, str, str, str]  # (task, method, source, target)
 
@@ -67,11 +68,18 @@ class JobResult:
 
 
 @dataclass(frozen=True)
+class FailedJob:
+    id: str  # the job directory's name
+    name: str  # from error.json's "job" (or the id)
+    error: str  # first line of error.json's "error" ("" if none)
+
+
+@dataclass(frozen=True)
 class JobDirStatus:
     """What the job directories say beyond finished results (for the report's status line)."""
 
     finished: int = 0
-    failed: tuple[str, ...] = ()  # job dirs with error.json and no result.json
+    failed: tuple[FailedJob, ...] = ()  # job dirs with error.json and no result.json
     claimed: tuple[str, ...] = ()  # job dirs with a claim and neither result nor error
     other: tuple[str, ...] = ()  # job dirs with none of those
 
@@ -111,8 +119,8 @@ def _parse_result(data: Any, job_dir_name: str) -> JobResult:
     if not isinstance(job, dict):
         raise ValueError("no 'job' object")
     kind = job.get("kind")
-    if kind not in JOB_KINDS:
-        raise ValueError(f"job.kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"job.kind {kind!r} is not a job kind (e.g. {', '.join(JOB_KINDS)})")
     params = job.get("params") or {}
     if not isinstance(params, dict):
         raise ValueError("job.params is not an object")
@@ -146,6 +154,18 @@ def _read_mapping(path: Path, loader, problems: list[Problem], root: Path) -> di
     return data if isinstance(data, dict) else {}
 
 
+def _failed_job(job_dir: Path) -> FailedJob:
+    try:
+        data = json.loads((job_dir / "error.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    job = data.get("job")
+    name = job.get("name") if isinstance(job, dict) else job
+    error = str(data.get("error") or "").strip().splitlines()
+    return FailedJob(job_dir.name, str(name or job_dir.name), error[0][:300] if error else "")
+
+
 def load_store(run_dir: str | Path) -> ResultStore:
     """Read ``run_dir/jobs/*/result.json`` plus ``run.json`` and ``suite.yaml``."""
     root = Path(run_dir)
@@ -160,7 +180,7 @@ def load_store(run_dir: str | Path) -> ResultStore:
         path = job_dir / "result.json"
         if not path.is_file():
             if (job_dir / "error.json").exists():
-                failed.append(job_dir.name)
+                failed.append(_failed_job(job_dir))
             elif (job_dir / "claim").exists():
                 claimed.append(job_dir.name)
             else:

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.report import paper
 from bench.report.store import (
+    JOB_KINDS,
     MISSING,
     CellWarning,
     EvalCells,
@@ -227,6 +228,8 @@ class Spread:
 
 @dataclass(frozen=True)
 class ParamsRow:
+    """Table 4 as the paper counts it: computed from the architecture (presets only), beside the paper."""
+
     method: str
     name: str
     computed_added: int | None = None  # weight matrices only, as the paper counts
@@ -236,17 +239,6 @@ class ParamsRow:
     paper_params: str | None = None
     paper_params_count: int | None = None
     paper_pct: float | None = None
-    mlm_trainable: Spread = Spread(None, None)  # recorded by this method's MLM jobs (one language)
-    task_trainable: Spread = Spread(None, None)  # recorded by this method's task jobs (incl. the head)
-    total_params: Spread = Spread(None, None)  # recorded total of the task model
-
-    @property
-    def recorded_added(self) -> int | None:
-        """Adapters a target language + task needs: one MLM job's trainables + one task job's (adapter methods)."""
-        if self.task_trainable.high is None or self.method not in ("madx", "madx-inv", "madx-lad-inv"):
-            return None
-        mlm = 0 if self.method == "madx-lad-inv" else self.mlm_trainable.high
-        return None if mlm is None else mlm + self.task_trainable.high
 
     @property
     def added_diff(self) -> int | None:
@@ -255,13 +247,37 @@ class ParamsRow:
         return self.computed_added - self.paper_params_count
 
 
+ADAPTER_METHODS = ("madx", "madx-inv", "madx-lad-inv")
+
+
+@dataclass(frozen=True)
+class RecordedParams:
+    """What the runs themselves recorded (cost.trainable_params / total_params), per method and task."""
+
+    method: str
+    name: str
+    task: str | None  # None: the method has MLM jobs but no task job yet
+    mlm_trainable: Spread  # this method's MLM jobs (one language each)
+    task_trainable: Spread  # this method's task jobs for ``task`` (head included)
+    total_params: Spread  # the task model's total, where recorded
+
+    @property
+    def added(self) -> int | None:
+        """What one target language + the task adds (adapter methods): one MLM job's trainables + one task job's."""
+        if self.task_trainable.high is None or self.method not in ADAPTER_METHODS:
+            return None
+        mlm = 0 if self.method == "madx-lad-inv" else self.mlm_trainable.high
+        return None if mlm is None else mlm + self.task_trainable.high
+
+
 @dataclass(frozen=True)
 class ParamsTable:
     arch: str | None  # base model as found in the suite / run
     arch_source: str | None  # where it was found
     computed: bool  # parameter_table(arch) used (arch is a built-in preset)
     base_params: int | None  # counted from the architecture (computed) or recorded total (max)
-    rows: tuple[ParamsRow, ...]
+    rows: tuple[ParamsRow, ...]  # computed (empty when the base model is not a preset)
+    recorded: tuple[RecordedParams, ...] = ()
     notes: tuple[str, ...] = ()
 
 
@@ -269,12 +285,18 @@ _BASE_MODEL_KEYS = ("base_model", "model", "arch", "model_name", "base", "pretra
 
 
 def _model_name(value: Any) -> str | None:
+    """A model named by a string, ``{"name_or_path": ...}`` (and similar keys), or described from
+    ``{"tiny": {config}}`` (the offline suites' tiny random model)."""
     if isinstance(value, str) and value:
         return value
     if isinstance(value, Mapping):
-        for key in ("name", "arch", "preset", "path", "id"):
+        for key in ("name_or_path", "name", "arch", "preset", "path", "id"):
             if isinstance(value.get(key), str) and value[key]:
                 return value[key]
+        tiny = value.get("tiny")
+        if isinstance(tiny, Mapping):
+            shape = ", ".join(f"{k} {tiny[k]}" for k in ("hidden_size", "num_hidden_layers") if k in tiny)
+            return f"tiny random {tiny.get('arch', 'model')}" + (f" ({shape})" if shape else "")
     return None
 
 
@@ -306,51 +328,67 @@ def _parameter_rows(arch: str) -> tuple:
     return tuple(parameter_table(arch))
 
 
+# The runner's MLM jobs name what they train ("mode"), not a method; one full-model MLM job serves both baselines.
+MLM_MODE_METHODS = {"adapter+inv": ("madx",), "adapter": ("madx-inv",), "full": ("mlm-src", "mlm-trg")}
+
+
+def mlm_methods(result: JobResult) -> tuple[str, ...]:
+    if result.method:
+        return (result.method,)
+    return MLM_MODE_METHODS.get(str(result.params.get("mode")), ())
+
+
 def table4(store: ResultStore) -> ParamsTable:
     from madx.params import ARCH_PRESETS
 
     arch, where = find_base_model(store)
-    by_method: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    mlm: dict[str, list] = defaultdict(list)
+    task: dict[tuple[str, str], list] = defaultdict(list)
+    total: dict[tuple[str, str], list] = defaultdict(list)
     for r in store.results:
-        if r.method and r.kind in ("mlm", "task"):
-            by_method[r.method][r.kind].append(r.cost.get("trainable_params"))
-            if r.kind == "task":
-                by_method[r.method]["total"].append(r.cost.get("total_params"))
-    computed = {}
+        if r.kind == "task" and r.method:
+            key = (r.method, str(r.task))
+            task[key].append(r.cost.get("trainable_params"))
+            total[key].append(r.cost.get("total_params"))
+        elif r.kind == "mlm":
+            for method in mlm_methods(r):
+                mlm[method].append(r.cost.get("trainable_params"))
+    recorded = []
+    for method in sorted(set(mlm) | {m for m, _ in task}, key=paper.method_sort_key):
+        tasks = sorted(t for m, t in task if m == method) or [None]
+        for t in tasks:
+            recorded.append(RecordedParams(
+                method, paper.method_display_name(method), t, Spread.of(mlm.get(method, [])),
+                Spread.of(task.get((method, t), [])), Spread.of(total.get((method, t), []))))
+    rows = []
     base = None
     if arch in ARCH_PRESETS:
-        for row in _parameter_rows(arch):
-            computed[row.variant] = row
-            base = row.base
-    methods = set(by_method) | set(computed)
-    rows = []
-    for method in sorted(methods, key=paper.method_sort_key):
-        c = computed.get(method)
-        p = paper.added_parameters(method)
-        recorded = by_method.get(method, {})
-        rows.append(ParamsRow(
-            method=method, name=paper.method_display_name(method),
-            computed_added=c.added if c else None, computed_added_with_bias=c.added_with_bias if c else None,
-            computed_pct_of_paper_base=c.percent_of_paper_base if c else None,
-            computed_pct_of_base=c.percent_of_base if c else None,
-            paper_params=p["params"] if p else None, paper_params_count=p["params_count"] if p else None,
-            paper_pct=p["pct"] if p else None,
-            mlm_trainable=Spread.of(recorded.get("mlm", [])), task_trainable=Spread.of(recorded.get("task", [])),
-            total_params=Spread.of(recorded.get("total", [])),
-        ))
+        for c in _parameter_rows(arch):
+            p = paper.added_parameters(c.variant)
+            base = c.base
+            rows.append(ParamsRow(
+                method=c.variant, name=paper.method_display_name(c.variant), computed_added=c.added,
+                computed_added_with_bias=c.added_with_bias, computed_pct_of_paper_base=c.percent_of_paper_base,
+                computed_pct_of_base=c.percent_of_base,
+                paper_params=p["params"] if p else None, paper_params_count=p["params_count"] if p else None,
+                paper_pct=p["pct"] if p else None,
+            ))
+        rows.sort(key=lambda r: paper.method_sort_key(r.method))
     if base is None:
-        totals = [r.total_params.high for r in rows if r.total_params.high is not None]
+        totals = [r.total_params.high for r in recorded if r.total_params.high is not None]
         base = max(totals) if totals else None
     notes = ["The paper counts adapter weight matrices only (no biases, no task head) and divides by 270M; "
              "'% of 270M' is truncated to two decimals as in the paper."]
-    if computed:
+    if rows:
         notes.append(f"Computed with madx.params.parameter_table({arch!r}) (base model from {where}).")
     else:
         reason = f"base model {arch!r} (from {where}) is not a built-in preset" if arch else "no base model named in suite.yaml / run.json"
         notes.append(f"Not computed: {reason}; the recorded trainable parameters of the runs are shown instead.")
-    notes.append("Recorded columns are the runs' own counts (cost.trainable_params): they include biases and, for "
-                 "task jobs, the task head. 'added (recorded)' = one language's MLM-job trainables + one task job's.")
-    return ParamsTable(arch, where, bool(computed), base, tuple(rows), tuple(notes))
+    if recorded:
+        notes.append("Recorded: the runs' own counts (cost.trainable_params), per task (the task heads differ). They "
+                     "include biases and the task head. 'added' = one language's MLM-job trainables + one task job's "
+                     "(adapter methods only; the baselines train the whole model).")
+    return ParamsTable(arch, where, bool(rows), base, tuple(rows), tuple(recorded), tuple(notes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +442,9 @@ def cost_row(label: str, jobs: Iterable[JobResult], n_deps_missing: int = 0) -> 
 
 
 def cost_by_kind(store: ResultStore) -> tuple[CostRow, ...]:
-    rows = [cost_row(kind, store.by_kind(kind)) for kind in ("mlm", "task", "eval") if store.by_kind(kind)]
+    kinds = sorted({r.kind for r in store.results},
+                   key=lambda k: (JOB_KINDS.index(k), k) if k in JOB_KINDS else (len(JOB_KINDS), k))
+    rows = [cost_row(kind, store.by_kind(kind)) for kind in kinds]
     rows.append(cost_row("all jobs", store.results))
     return tuple(rows)
 
@@ -467,6 +507,7 @@ class Provenance:
     git_revisions: Mapping[str, int]  # revision -> jobs that recorded it
     hardware: Mapping[str, int]
     devices: Mapping[str, int]
+    workers: Mapping[str, int]  # provenance.worker ("host:pid:rank") -> jobs
     versions: Mapping[str, Mapping[str, int]]  # package -> version -> jobs
     finished_first: str | None
     finished_last: str | None
@@ -484,7 +525,7 @@ class Provenance:
 
 
 def provenance(store: ResultStore) -> Provenance:
-    revisions, hardware, devices = Counter(), Counter(), Counter()
+    revisions, hardware, devices, workers = Counter(), Counter(), Counter(), Counter()
     versions: dict[str, Counter] = defaultdict(Counter)
     finished = []
     for r in store.results:
@@ -495,6 +536,8 @@ def provenance(store: ResultStore) -> Provenance:
             hardware[str(p["hardware"])] += 1
         if r.cost.get("device"):
             devices[str(r.cost["device"])] += 1
+        if p.get("worker"):
+            workers[str(p["worker"])] += 1
         if isinstance(p.get("versions"), Mapping):
             for pkg, version in p["versions"].items():
                 versions[str(pkg)][str(version)] += 1
@@ -502,7 +545,7 @@ def provenance(store: ResultStore) -> Provenance:
             finished.append(str(p["finished_at"]))
     return Provenance(
         run_info=store.run_info, git_revisions=dict(sorted(revisions.items())), hardware=dict(sorted(hardware.items())),
-        devices=dict(sorted(devices.items())),
+        devices=dict(sorted(devices.items())), workers=dict(sorted(workers.items())),
         versions={pkg: dict(sorted(v.items())) for pkg, v in sorted(versions.items())},
         finished_first=min(finished) if finished else None, finished_last=max(finished) if finished else None,
     )
@@ -570,6 +613,7 @@ __all__ = [
     "CostRow",
     "ParamsRow",
     "ParamsTable",
+    "RecordedParams",
     "Provenance",
     "Row",
     "SUMMARY_ALL",

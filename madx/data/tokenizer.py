@@ -148,7 +148,12 @@ def _wordpiece_vocab(texts, vocab_size, norm, pre, max_piece_chars: int = 12) ->
             for j in range(i + 2, min(len(w), i + max_piece_chars) + 1):
                 cand[w[i:j] if i == 0 else "##" + w[i:j]] += n
     ranked = sorted(cand.items(), key=lambda x: (-x[1], x[0]))
-    room = max(0, vocab_size - len(SPECIAL_TOKENS) - len(base))
+    room = vocab_size - len(SPECIAL_TOKENS) - len(base)
+    if room < 0:
+        raise ValueError(
+            f"vocab_size={vocab_size} cannot hold the {len(chars)} distinct characters of the texts "
+            f"(each word-initial and as ##continuation) plus {len(SPECIAL_TOKENS)} special tokens; raise vocab_size"
+        )
     pieces = [*SPECIAL_TOKENS, *base, *(p for p, _ in ranked[:room])]
     return {p: i for i, p in enumerate(pieces)}
 

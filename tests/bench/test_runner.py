@@ -20,7 +20,7 @@ def bench_run(out, processes=1, **popen):
     if processes == 1:
         command = [sys.executable, "-m", "madx", "bench", "run", MINI, "--out", str(out)]
     else:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                    "-m", "madx", "bench", "run", MINI, "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)
@@ -80,6 +80,12 @@ def test_kill_minus_9_then_rerun_completes_identically(clean_run, tmp_path, kill
     assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 4 and list(jobs.glob("*/claim")))
     claims = list(jobs.glob("*/claim"))
     if kill_all:
+        workers = {int(json.loads(r.read_text())["provenance"]["worker"].split(":")[1]) for r in jobs.glob("*/result.json")}
+        for pid in workers | {json.loads(c.read_text())["pid"] for c in claims if c.exists()}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         os.killpg(process.pid, signal.SIGKILL)
     else:
         victim = json.loads(claims[0].read_text())["pid"]

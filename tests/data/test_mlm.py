@@ -141,3 +141,16 @@ def test_collator_argument_checks(tok):
         MaskedLMCollator(tok, mask_replace_prob=0.8, random_replace_prob=0.3)
     with pytest.raises(ValueError, match="not both"):
         MaskedLMCollator(tok, seed=1, generator=torch.Generator())
+
+
+def test_hub_text_loader(monkeypatch):
+    calls = []
+
+    def fake(name, config, split):
+        calls.append((name, config, split))
+        return datasets.Dataset.from_dict({"content": ["a b", "  ", "", "c"], "id": [1, 2, 3, 4]})
+
+    monkeypatch.setattr(mlm.datasets, "load_dataset", fake)
+    ds = mlm.load_text_hub("someone/corpus", config="qu", text_column="content")
+    assert calls == [("someone/corpus", "qu", "train")]
+    assert ds.column_names == ["text"] and list(ds["text"]) == ["a b", "c"]

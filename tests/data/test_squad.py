@@ -137,3 +137,32 @@ def test_unicode_context(tmp_path):
 def test_hub_loader_unknown_name_suggests_without_network():
     with pytest.raises(ValueError, match="did you mean xquad.de"):
         load_squad_hub("xquad.dee")
+
+
+def test_hub_loader_short_names_and_schema(monkeypatch):
+    import datasets
+
+    from madx.data import squad
+
+    calls = []
+    hub = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "context": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
+        }
+    )
+
+    def fake(repo, config, split):
+        calls.append((repo, config, split))
+        return datasets.Dataset.from_dict(
+            {"id": ["1"], "context": [CTX1], "question": ["Who?"], "answers": [{"text": ["Denver"], "answer_start": [0]}]},
+            features=hub,
+        )
+
+    monkeypatch.setattr(squad.datasets, "load_dataset", fake)
+    ds = load_squad_hub("xquad.de")
+    assert calls == [("google/xquad", "xquad.de", "validation")]
+    assert ds.column_names == ["id", "title", "context", "question", "answers"] and ds[0]["title"] == ""
+    assert ds[0]["answers"] == {"text": ["Denver"], "answer_start": [0]}

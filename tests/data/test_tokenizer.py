@@ -79,6 +79,8 @@ def test_default_corpus_and_errors():
     assert len(build_tiny_tokenizer()) <= 1000  # default: synthetic text in seven languages
     with pytest.raises(ValueError, match="raise vocab_size"):
         build_tiny_tokenizer(vocab_size=120)  # fewer slots than distinct characters
+    with pytest.raises(ValueError, match="raise vocab_size"):
+        build_tiny_tokenizer(vocab_size=120, model="wordpiece")
     with pytest.raises(ValueError, match="unigram"):
         build_tiny_tokenizer(TEXTS, model="bpe")
     with pytest.raises(ValueError, match="non-blank"):

@@ -142,3 +142,23 @@ def test_wikiann_path(tmp_path):
 def test_hub_loader_rejects_bad_split_without_network():
     with pytest.raises(ValueError, match="unknown split"):
         load_wikiann_hub("qu", "training")
+
+
+def test_hub_loader_maps_split_and_columns(monkeypatch):
+    calls = []
+    hub = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(NER_TAGS))),
+            "langs": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+
+    def fake(repo, config, split):
+        calls.append((repo, config, split))
+        return datasets.Dataset.from_dict({"tokens": [["Lima"]], "ner_tags": [[5]], "langs": [["qu"]]}, features=hub)
+
+    monkeypatch.setattr(wikiann.datasets, "load_dataset", fake)
+    ds = load_wikiann_hub("qu", "dev")
+    assert calls == [("unimelb-nlp/wikiann", "qu", "validation")]
+    assert ds.column_names == ["tokens", "ner_tags"] and ds[0] == {"tokens": ["Lima"], "ner_tags": [5]}

@@ -54,6 +54,11 @@ def tok(request):
     return build_tiny_tokenizer(TEXTS, vocab_size=400, model=model, token_type_ids=tti, padding_side=side)
 
 
+@pytest.fixture(scope="module")
+def xlmr_like():
+    return build_tiny_tokenizer(TEXTS, vocab_size=400)
+
+
 def featurise(ds, tok, **kw):
     kw = {**WINDOW, **kw}
     args = dict(batched=True, remove_columns=ds.column_names, fn_kwargs={"tokenizer": tok, **kw})
@@ -107,8 +112,8 @@ def test_eval_offsets_only_on_context(tok):
             assert [o is not None for o in f["offset_mapping"]] == [s == ctx_index for s in seq]
 
 
-def test_windows_without_answer_and_unanswerable_point_at_cls():
-    tok = build_tiny_tokenizer(TEXTS, vocab_size=400)
+def test_windows_without_answer_and_unanswerable_point_at_cls(xlmr_like):
+    tok = xlmr_like
     ds = make_examples()
     ds = ds.map(lambda r: {"answers": {"text": [], "answer_start": []}} if r["id"] == "short" else {})
     train, evalf = featurise(ds, tok)
@@ -125,8 +130,8 @@ def test_windows_without_answer_and_unanswerable_point_at_cls():
     assert short and all(train[i]["start_positions"] == train[i]["end_positions"] == 0 for i in short)
 
 
-def test_long_questions_are_cut_not_fatal(caplog):
-    tok = build_tiny_tokenizer(TEXTS, vocab_size=400)
+def test_long_questions_are_cut_not_fatal(caplog, xlmr_like):
+    tok = xlmr_like
     ds = make_examples().select([4])
     ds = ds.map(lambda r: {"question": " ".join(WORDS[:80]) + "?"})
     with caplog.at_level(logging.WARNING, logger="madx.tasks.qa"):
@@ -136,10 +141,9 @@ def test_long_questions_are_cut_not_fatal(caplog):
     assert postprocess_qa_predictions(ds, evalf, start, end) == {"short": ds[0]["answers"]["text"][0]}
 
 
-def test_window_arguments_are_checked():
-    tok = build_tiny_tokenizer(TEXTS, vocab_size=400)
+def test_window_arguments_are_checked(xlmr_like):
     with pytest.raises(ValueError, match="doc_stride=44 must be"):
-        featurise(make_examples(), tok, doc_stride=44)  # room: 64 - 16 - 4 specials = 44
+        featurise(make_examples(), xlmr_like, doc_stride=44)  # room: 64 - 16 - 4 specials = 44
 
 
 def test_postprocess_edge_cases():

@@ -71,8 +71,8 @@ def _seeds(task: str, method: str, source: str, target: str) -> tuple[int, ...]:
 
 
 def _cost(kind: str, n: int, trainable: int, total: int) -> dict:
-    wall = {"mlm": 30.0, "task": 12.0, "eval": 2.0}[kind] + n * 0.5
-    tokens = {"mlm": 64_000, "task": 20_000, "eval": 4_000}[kind] + n * 10
+    wall = {"prepare": 8.0, "mlm": 30.0, "task": 12.0, "eval": 2.0}[kind] + n * 0.5
+    tokens = {"prepare": 0, "mlm": 64_000, "task": 20_000, "eval": 4_000}[kind] + n * 10
     return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall, "device": "cpu",
             "device_hours": wall / 3600, "peak_memory_bytes": 500_000_000 + n * 1_000_000,
             "trainable_params": trainable, "total_params": total}
@@ -93,12 +93,12 @@ EXPECTED: dict[tuple[str, str, str, str, str], dict[int, float]] = {}
 
 def _result(kind: str, name: str, params: dict, deps: list[str], metrics: dict, n: int) -> dict:
     job_id = _id(kind, name)
-    trainable = TRAINABLE.get((kind, params.get("method")), 0)
+    trainable = TRAINABLE.get((kind, params.get("method")), 0 if kind != "prepare" else None)
     return {
         "schema": 1,
         "job": {"id": job_id, "kind": kind, "name": name, "params": params, "deps": sorted(deps)},
         "metrics": metrics,
-        "cost": _cost(kind, n, trainable, TOTAL if kind != "eval" else TOTAL),
+        "cost": _cost(kind, n, trainable, TOTAL),
         "provenance": {**PROVENANCE, "finished_at": f"2026-11-25T12:{n // 60:02d}:{n % 60:02d}Z"},
         "extra_field_from_a_newer_runner": {"ignored": True},
     }
@@ -106,7 +106,9 @@ def _result(kind: str, name: str, params: dict, deps: list[str], metrics: dict, 
 
 def all_results() -> list[dict]:
     EXPECTED.clear()
-    results: list[dict] = []
+    # the runner's first job (offline suites): makes the tiny model and the data; everything depends on it
+    prepare = _result("prepare", "prepare", {"model": {"tiny": {"arch": "xlm-roberta"}}}, [], {}, 0)
+    results: list[dict] = [prepare]
     mlm_ids: dict[tuple[str, str], str] = {}
     for method in ("madx", "madx-inv", "mlm-trg", "mlm-src"):
         languages = sorted(set(NER_SOURCES) | set(NER_TARGETS) | (set(QA_TARGETS) if method in QA_METHODS else set()))
@@ -114,7 +116,7 @@ def all_results() -> list[dict]:
             languages = sorted(NER_SOURCES)
         for lang in languages:
             r = _result("mlm", f"mlm/{method}/{lang}", {"task": None, "method": method, "language": lang, "seed": 1},
-                        [], {"loss": 2.0 + len(lang) / 10, "perplexity": 7.5}, len(results))
+                        [prepare["job"]["id"]], {"loss": 2.0 + len(lang) / 10, "perplexity": 7.5}, len(results))
             mlm_ids[(method, lang)] = r["job"]["id"]
             results.append(r)
     for task, methods, sources, targets in (("ner", NER_METHODS, NER_SOURCES, NER_TARGETS),
@@ -122,7 +124,9 @@ def all_results() -> list[dict]:
         for method in methods:
             for source in sources:
                 for seed in SEEDS:
-                    deps = [mlm_ids[(method, source)]] if (method, source) in mlm_ids and method != "mlm-trg" else []
+                    deps = [prepare["job"]["id"]]
+                    if (method, source) in mlm_ids and method != "mlm-trg":
+                        deps.append(mlm_ids[(method, source)])
                     task_job = _result("task", f"task/{task}/{source}/{method}/seed{seed}",
                                        {"task": task, "method": method, "source": source, "seed": seed}, deps,
                                        {"best_dev": {"f1": 70.0 + seed}, "train_loss": 0.3}, len(results))
@@ -163,7 +167,9 @@ def make_run(run_dir: str | Path, *, base_model: str = "xlm-roberta-base", broke
         (jobs / "schema99000000000").mkdir(parents=True)
         (jobs / "schema99000000000" / "result.json").write_text(json.dumps({"schema": 99, "job": {}, "metrics": {}}))
         (jobs / "failed00000000000").mkdir(parents=True)
-        (jobs / "failed00000000000" / "error.json").write_text(json.dumps({"error": "CUDA out of memory"}))
+        (jobs / "failed00000000000" / "error.json").write_text(json.dumps(
+            {"job": "eval/ner/en->gn/madx/seed1", "error": "RuntimeError('CUDA out of memory')",
+             "traceback": "Traceback (most recent call last): ...", "at": "2026-11-25T12:30:00Z"}))
         (jobs / "claimed0000000000").mkdir(parents=True)
         (jobs / "claimed0000000000" / "claim").write_text("host-1 pid 42")
     (run_dir / "suite.yaml").write_text(yaml.safe_dump(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import statistics
 import subprocess
 import warnings
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import report_synthetic as syn
+from . import report_synthetic as syn
 from bench.report import paper
 from bench.report.cli import run as cli_run
 from bench.report.render import build_report, render_markdown, write_report
@@ -136,6 +135,22 @@ def test_cell_warnings_for_duplicate_seeds_mixed_settings_and_missing_metrics():
     assert "job3" in messages and "no numeric 'f1'" in messages
 
 
+def test_runner_conventions_model_and_mlm_mode():
+    from bench.report.store import JobResult
+    from bench.report.tables import _model_name, mlm_methods
+
+    assert _model_name({"name_or_path": "xlm-roberta-base"}) == "xlm-roberta-base"
+    assert _model_name({"tiny": {"arch": "xlm-roberta", "hidden_size": 64, "num_hidden_layers": 2}}) == (
+        "tiny random xlm-roberta (hidden_size 64, num_hidden_layers 2)")
+
+    def mlm(params):
+        return JobResult("x", "mlm", "mlm/qu", params, (), {}, {}, {}, "")
+
+    assert mlm_methods(mlm({"language": "qu", "mode": "adapter+inv"})) == ("madx",)
+    assert mlm_methods(mlm({"language": "qu", "mode": "full"})) == ("mlm-src", "mlm-trg")
+    assert mlm_methods(mlm({"language": "qu", "method": "madx-inv"})) == ("madx-inv",)
+
+
 def test_store_skips_unreadable_files_with_a_warning(run_dir):
     with pytest.warns(UnreadableResultWarning) as caught:
         store = load_store(run_dir)
@@ -145,7 +160,10 @@ def test_store_skips_unreadable_files_with_a_warning(run_dir):
                                                 "jobs/schema99000000000/result.json"]
     assert "schema 99" in store.problems[1].reason
     assert len(store.results) == len(syn.all_results())
-    assert store.status.failed == ("failed00000000000",) and store.status.claimed == ("claimed0000000000",)
+    assert [(j.id, j.name, j.error) for j in store.status.failed] == [
+        ("failed00000000000", "eval/ner/en->gn/madx/seed1", "RuntimeError('CUDA out of memory')")]
+    assert store.status.claimed == ("claimed0000000000",)
+    assert [r.kind for r in store.results].count("prepare") == 1  # other kinds are kept, not skipped
     assert store.run_info["notes"] == syn.RUN_NOTES and store.suite["base_model"] == "xlm-roberta-base"
 
 
@@ -240,10 +258,13 @@ def test_table4_parameters(report):
     assert params.computed and params.arch == "xlm-roberta-base"
     madx = next(r for r in params.rows if r.method == "madx")
     assert madx.computed_added == 8_257_536 and madx.paper_params == "8.25M" and madx.added_diff == 7_536
-    assert madx.recorded_added == syn.TRAINABLE[("mlm", "madx")] + syn.TRAINABLE[("task", "madx")]
-    lad = next(r for r in params.rows if r.method == "madx-lad-inv")
-    assert lad.recorded_added == syn.TRAINABLE[("task", "madx-lad-inv")]
-    assert next(r for r in params.rows if r.method == "full-ft").recorded_added is None
+    assert [r.method for r in params.rows] == ["madx-lad-inv", "madx-inv", "madx"]
+    recorded = {(r.method, r.task): r for r in params.recorded}
+    assert set(recorded) == {(m, "ner") for m in syn.NER_METHODS} | {(m, "qa") for m in syn.QA_METHODS}
+    assert recorded[("madx", "ner")].added == syn.TRAINABLE[("mlm", "madx")] + syn.TRAINABLE[("task", "madx")]
+    assert recorded[("madx-lad-inv", "ner")].added == syn.TRAINABLE[("task", "madx-lad-inv")]
+    assert recorded[("full-ft", "qa")].added is None
+    assert recorded[("madx", "qa")].total_params.high == syn.TOTAL
 
 
 def test_table4_without_a_preset_uses_recorded_counts(tmp_path):
@@ -251,15 +272,15 @@ def test_table4_without_a_preset_uses_recorded_counts(tmp_path):
     from bench.report.tables import table4
 
     params = table4(load_store(run))
-    assert not params.computed and params.arch == "checkpoints/e5-small"
-    assert all(r.computed_added is None for r in params.rows)
-    assert next(r for r in params.rows if r.method == "madx").task_trainable.high == syn.TRAINABLE[("task", "madx")]
+    assert not params.computed and params.arch == "checkpoints/e5-small" and params.rows == ()
+    madx = next(r for r in params.recorded if r.method == "madx" and r.task == "ner")
+    assert madx.task_trainable.high == syn.TRAINABLE[("task", "madx")] and madx.task_trainable.n_jobs == 9
 
 
 def test_cost_by_kind_and_table(report):
     results = syn.all_results()
     rows = {r.label: r for r in report.tables.cost_by_kind}
-    for kind in ("mlm", "task", "eval"):
+    for kind in ("prepare", "mlm", "task", "eval"):
         jobs = [r for r in results if r["job"]["kind"] == kind]
         assert rows[kind].n_jobs == len(jobs)
         assert rows[kind].tokens == sum(r["cost"]["tokens"] for r in jobs)
@@ -364,6 +385,7 @@ def test_json_has_the_numbers(report):
     heat = next(h for h in data["heatmaps"] if h["kind"] == "f1" and h["method"] == "madx")
     assert heat["values"][2][2] is None  # qu->sw: null, not 0
     assert data["table4"]["rows"][-1]["computed_added"] == 8_257_536
+    assert {r["method"] for r in data["table4"]["recorded"]} == set(syn.NER_METHODS)
 
 
 def test_html_is_self_contained(report):

@@ -1,0 +1,228 @@
+"""The five measured workloads, built from random-init XLM-R-shaped models (no downloads).
+
+    a  la-mlm            language adapter + invertible adapter MLM step, base frozen, logits at masked positions only
+    b  la-mlm-full-vocab the same, logits at every position (the HF default head and loss)
+    c  full-ft-mlm       full fine-tuning MLM step, every weight trains, logits at masked positions only
+    d  task-ner          task-adapter NER step: Stack(src, ner), only the task adapter and the classifier train
+    e  zero-shot-eval    evaluation forward, no grad: Stack(tgt, ner), the target language swapped in
+
+Each builder returns a ``Prepared``: the model, a ``compute(batch)`` closure (the loss for a
+training step, the logits for evaluation), the batch, and the ``StepShape`` the FLOP model
+counts. Everything goes through madx's public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaForTokenClassification
+
+import madx
+from bench.perf.flops import BASE, HEAD, LANGUAGE, TASK, StepShape
+from madx.tasks.mlm import IGNORE_INDEX, full_vocabulary_mlm_loss, masked_lm_loss
+
+NUM_NER_LABELS = 7  # WikiANN: O, B/I-PER, B/I-ORG, B/I-LOC
+FIRST_ORDINARY_ID = 5  # XLM-R: 0 <s>, 1 <pad>, 2 </s>, 3 <unk>; ids from here on are "words"
+PAD_ID = 1
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model dimensions, batch shape and measurement lengths."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    vocab: int
+    seq_len: int
+    batch: int
+    steps: int  # timed steps per configuration
+    warmup: int  # untimed steps first (the first compiles under torch.compile)
+    autocast: str  # "none" (fp32) or "bf16"
+    min_fill: float = 0.75  # each sequence has uniform[min_fill·T, T] real tokens, then padding
+    mask_probability: float = 0.15  # share of real tokens masked for MLM (exact count per sequence)
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if min(self.layers, self.hidden, self.heads, self.ffn, self.vocab, self.seq_len, self.batch, self.steps) <= 0:
+            raise ValueError(f"preset {self.name!r}: sizes and steps must be positive")
+        if self.warmup < 0:
+            raise ValueError(f"preset {self.name!r}: warmup must be >= 0")
+        if self.hidden % self.heads or self.hidden % 32:
+            raise ValueError(f"preset {self.name!r}: hidden={self.hidden} must be a multiple of heads and of 32 "
+                             "(language adapter h/2, invertible h/4, task adapter h/16)")
+        if self.autocast not in ("none", "bf16"):
+            raise ValueError(f"preset {self.name!r}: autocast must be 'none' or 'bf16', got {self.autocast!r}")
+        if not 0 < self.min_fill <= 1 or not 0 < self.mask_probability < 1:
+            raise ValueError(f"preset {self.name!r}: min_fill must be in (0, 1] and mask_probability in (0, 1)")
+
+
+PRESETS: dict[str, Preset] = {
+    "cpu-small": Preset(
+        "cpu-small", layers=4, hidden=256, heads=4, ffn=1024, vocab=32000, seq_len=128, batch=8,
+        steps=10, warmup=3, autocast="none",
+        note="a scaled-down XLM-R that finishes in minutes on 2 CPU cores; fp32",
+    ),
+    "xlmr-base": Preset(
+        "xlmr-base", layers=12, hidden=768, heads=12, ffn=3072, vocab=250002, seq_len=256, batch=64,
+        steps=20, warmup=5, autocast="bf16",
+        note="XLM-R base dimensions (the MAD-X paper's encoder), bf16 autocast over fp32 weights",
+    ),
+    "tiny": Preset(
+        "tiny", layers=2, hidden=32, heads=4, ffn=64, vocab=101, seq_len=16, batch=2,
+        steps=2, warmup=1, autocast="none", note="for tests only",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Batches:
+    """One fixed batch per input kind, shared by every workload (so the rows are comparable)."""
+
+    mlm: dict[str, torch.Tensor]  # masked input_ids, attention_mask, labels (-100 except at masked positions)
+    ner: dict[str, torch.Tensor]  # input_ids, attention_mask, labels (a tag per real token, -100 on padding)
+    real_tokens: int
+    masked_positions: int
+
+    def to(self, device: torch.device) -> "Batches":
+        return Batches({k: v.to(device) for k, v in self.mlm.items()}, {k: v.to(device) for k, v in self.ner.items()},
+                       self.real_tokens, self.masked_positions)
+
+
+def make_batches(preset: Preset, seed: int = 0) -> Batches:
+    """Random ids with a deterministic padding pattern and exactly round(p·length) masked positions per sequence."""
+    g = torch.Generator().manual_seed(seed)
+    B, T = preset.batch, preset.seq_len
+    low = max(1, int(round(preset.min_fill * T)))
+    lengths = torch.randint(low, T + 1, (B,), generator=g)  # (B,)
+    positions = torch.arange(T).expand(B, T)  # (B, T)
+    attention_mask = (positions < lengths[:, None]).long()  # (B, T)
+    ids = torch.randint(FIRST_ORDINARY_ID, preset.vocab, (B, T), generator=g)
+    ids = torch.where(attention_mask.bool(), ids, torch.full_like(ids, PAD_ID))  # (B, T)
+
+    masked = torch.zeros(B, T, dtype=torch.bool)
+    for row, length in enumerate(lengths.tolist()):
+        count = max(1, int(round(preset.mask_probability * length)))
+        masked[row, torch.randperm(length, generator=g)[:count]] = True
+    mask_id = FIRST_ORDINARY_ID - 1  # a stand-in for <mask>; the model is random anyway
+    mlm = {"input_ids": torch.where(masked, torch.full_like(ids, mask_id), ids), "attention_mask": attention_mask,
+           "labels": torch.where(masked, ids, torch.full_like(ids, IGNORE_INDEX))}
+    tags = torch.randint(0, NUM_NER_LABELS, (B, T), generator=g)
+    ner = {"input_ids": ids, "attention_mask": attention_mask,
+           "labels": torch.where(attention_mask.bool(), tags, torch.full_like(tags, IGNORE_INDEX))}
+    return Batches(mlm, ner, int(attention_mask.sum()), int(masked.sum()))
+
+
+@dataclass
+class Prepared:
+    model: nn.Module
+    compute: Callable[[dict[str, torch.Tensor]], torch.Tensor]  # loss (train) or logits (eval)
+    batch: dict[str, torch.Tensor]
+    train: bool
+    trainable: tuple[str, ...]  # parts for the FLOP model
+    shape: StepShape
+    uses_adapters: bool
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    name: str
+    title: str
+    logits: str  # where the vocabulary/label logits are computed
+    build: Callable[[Preset, Batches, torch.device], Prepared]
+
+
+def _config(preset: Preset, **extra) -> XLMRobertaConfig:
+    return XLMRobertaConfig(
+        vocab_size=preset.vocab, hidden_size=preset.hidden, num_hidden_layers=preset.layers,
+        num_attention_heads=preset.heads, intermediate_size=preset.ffn,
+        max_position_embeddings=max(514, preset.seq_len + 2),  # XLM-R positions start after the padding index
+        type_vocab_size=1, pad_token_id=PAD_ID, bos_token_id=0, eos_token_id=2, **extra,
+    )
+
+
+def _shape(preset: Preset, head: str, head_rows: int, model: nn.Module, language: str | None = None,
+           task: str | None = None) -> StepShape:
+    store = madx.get_store(model) if (language or task) else None
+    la = store.get(language) if language else None
+    ta = store.get(task) if task else None
+    return StepShape(
+        layers=preset.layers, hidden=preset.hidden, ffn=preset.ffn, vocab=preset.vocab, batch=preset.batch,
+        seq_len=preset.seq_len, head=head, head_rows=head_rows, num_labels=NUM_NER_LABELS if head == "token" else 0,
+        language_bottleneck=la.bottleneck_size if la else 0,
+        invertible_bottleneck=(la.invertible_bottleneck_size or 0) if la else 0,
+        task_bottleneck=ta.bottleneck_size if ta else 0,
+    )
+
+
+def _mlm_model(preset: Preset, device: torch.device, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return XLMRobertaForMaskedLM(_config(preset)).to(device).train()
+
+
+def _ner_model(preset: Preset, device: torch.device, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = XLMRobertaForTokenClassification(_config(preset, num_labels=NUM_NER_LABELS)).to(device)
+    madx.add_language_adapter(model, "src")  # MAD-X: h/2, invertible h/2 -> h/4 -> h/2
+    madx.add_task_adapter(model, "ner")  # MAD-X: h/16
+    return model
+
+
+def build_la_mlm(preset: Preset, batches: Batches, device: torch.device, full_vocabulary: bool = False) -> Prepared:
+    model = _mlm_model(preset, device)
+    madx.add_language_adapter(model, "src")
+    madx.set_active(model, madx.Stack("src"))
+    madx.set_trainable(model, adapters=["src"])
+    loss = full_vocabulary_mlm_loss if full_vocabulary else masked_lm_loss
+    rows = preset.batch * preset.seq_len if full_vocabulary else batches.masked_positions
+    return Prepared(model, lambda batch: loss(model, batch), batches.mlm, True, (LANGUAGE,),
+                    _shape(preset, "mlm", rows, model, language="src"), uses_adapters=True)
+
+
+def build_la_mlm_full_vocab(preset: Preset, batches: Batches, device: torch.device) -> Prepared:
+    return build_la_mlm(preset, batches, device, full_vocabulary=True)
+
+
+def build_full_ft_mlm(preset: Preset, batches: Batches, device: torch.device) -> Prepared:
+    model = _mlm_model(preset, device)  # no adapters attached: the plain model
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return Prepared(model, lambda batch: masked_lm_loss(model, batch), batches.mlm, True, (BASE,),
+                    _shape(preset, "mlm", batches.masked_positions, model), uses_adapters=False)
+
+
+def build_task_ner(preset: Preset, batches: Batches, device: torch.device) -> Prepared:
+    model = _ner_model(preset, device).train()
+    madx.set_active(model, madx.Stack("src", "ner"))
+    madx.set_trainable(model, adapters=["ner"], task_head=True)
+    return Prepared(model, lambda batch: model(**batch).loss, batches.ner, True, (TASK, HEAD),
+                    _shape(preset, "token", preset.batch * preset.seq_len, model, language="src", task="ner"),
+                    uses_adapters=True)
+
+
+def build_zero_shot_eval(preset: Preset, batches: Batches, device: torch.device) -> Prepared:
+    model = _ner_model(preset, device).eval()
+    madx.add_language_adapter(model, "tgt")
+    madx.set_active(model, madx.Stack("tgt", "ner"))
+    madx.set_trainable(model)  # nothing trains
+    batch = {k: v for k, v in batches.ner.items() if k != "labels"}
+    return Prepared(model, lambda b: model(**b).logits, batch, False, (),
+                    _shape(preset, "token", preset.batch * preset.seq_len, model, language="tgt", task="ner"),
+                    uses_adapters=True)
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("a", "la-mlm", "LA+INV MLM step (base frozen)", "masked positions only", build_la_mlm),
+    Workload("b", "la-mlm-full-vocab", "LA+INV MLM step (base frozen)", "every position (HF default)",
+             build_la_mlm_full_vocab),
+    Workload("c", "full-ft-mlm", "full fine-tuning MLM step", "masked positions only", build_full_ft_mlm),
+    Workload("d", "task-ner", "task-adapter NER step, Stack(src, ner)", "every position (7 labels)", build_task_ner),
+    Workload("e", "zero-shot-eval", "zero-shot eval forward, Stack(tgt, ner), no grad", "every position (7 labels)",
+             build_zero_shot_eval),
+)

