@@ -39,6 +39,11 @@ def add_arguments(parser) -> None:
     status = sub.add_parser("status", help="done / running / failed / pending of a run directory")
     status.add_argument("dir")
     status.set_defaults(run=run_status)
+    perf = sub.add_parser("perf", help="throughput / memory / MFU benchmark of the MAD-X steps")
+    from bench.perf.cli import add_arguments as add_perf_arguments, run as run_perf
+
+    add_perf_arguments(perf)
+    perf.set_defaults(run=run_perf)
     report = sub.add_parser("report", help="tables and plots beside the paper's")
     from bench.report.cli import add_arguments as add_report_arguments, run as run_report
 

@@ -55,16 +55,24 @@ def test_qa_overfits_exact_match(tmp_path, tokenizer):
 
 
 def test_language_adapter_mlm_loss_falls_and_base_is_untouched(tmp_path, tokenizer):
+    from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
+    from madx.evaluate import evaluate_mlm
+
     synthetic.write_text(tmp_path / "qu.txt", "qu", 400)
     torch.manual_seed(0)
     model = XLMRobertaForMaskedLM(tiny_config(tokenizer))
     base = {k: v.clone() for k, v in model.state_dict().items()}
+    runtime = Runtime.local("cpu")
+    blocks = build_mlm_dataset(tmp_path / "qu.txt", tokenizer, 128, cache_dir=tmp_path / "cache")
+    before = evaluate_mlm(model, blocks, MaskedLMCollator(tokenizer, seed=5), runtime)["loss"]
     config = TrainConfig(learning_rate=2e-2, batch_size=16, max_steps=100, log_every=10, eval_every=50)
-    out = train_language_adapter(model, "qu", tmp_path / "qu.txt", tokenizer, config, Runtime.local("cpu"))
+    out = train_language_adapter(model, "qu", tmp_path / "qu.txt", tokenizer, config, runtime)
+    after = evaluate_mlm(model, blocks, MaskedLMCollator(tokenizer, seed=5), runtime)["loss"]
     history = [h["loss"] for h in out["train"]["history"] if "loss" in h]
-    # a frozen *random* base leaves the adapters little to exploit; the same data and collator
-    # with the whole tiny model trainable fall ~2 nats in 60 steps
-    assert history[-1] < history[0] - 0.3, history
+    # The base here is random and frozen, so the adapters can only move its outputs towards the
+    # language's token distribution: a clear fall on identical masks, not a converged model.
+    assert after < before - 0.15, (before, after)
+    assert history[-1] < history[0] - 0.15, history
     for key, value in base.items():
         assert torch.equal(model.state_dict()[key], value), key
     assert madx.get_active(model) == Stack("qu")
