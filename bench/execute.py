@@ -256,7 +256,7 @@ def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     task, method, target, seed, hyper = p["task"], p["method"], p["target"], p["seed"], p["hyper"]
     variant = get_variant(method)
     tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
-    examples = _limit(_load_task_data(job, ctx, task, target, "test"), hyper.get("max_eval_questions"))
+    examples = _limit(_load_task_data(job, ctx, task, target, "test"), hyper.get("max_eval_sentences") or hyper.get("max_eval_questions"))
     features = prepare_task_data(task, examples, tokenizer, train=False, max_length=hyper["max_length"])
     task_dir = ctx.store.artifacts(ctx.dep(job, "task").id)
     start = time.perf_counter()

@@ -6,7 +6,9 @@
 * ``task``: per task × method × source × seed (MLM-TRG: per source × target, ``mlm_trg_seeds``),
   depending on the MLM job its method needs.
 * ``eval``: per task × method × source × target × seed, depending on the task job and, for
-  adapter methods, on the target's MLM job (the zero-shot swap).
+  adapter methods, on the target's MLM job (the zero-shot swap). Where the suite's text folder
+  has no text for a language, methods that need MLM on it (adapters, MLM-SRC/TRG) get no jobs
+  for it: those cells stay missing in reports.
 
 A job's id hashes its kind, the code version of that kind, its resolved parameters and its
 dependencies' ids — never a rank or a world size — so any worker computes the same graph.
@@ -18,6 +20,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.suite import Suite
@@ -71,14 +74,22 @@ def build_graph(suite: Suite) -> list[Job]:
             mlm_jobs[key] = add(Job.make("mlm", f"mlm/{language}/{mode}", params, base_deps))
         return mlm_jobs[key]
 
+    text_dir = suite.data.get("text")
+
+    def has_text(language: str) -> bool:
+        """Adapter methods need a language adapter, hence MLM text, for every target."""
+        return text_dir is None or suite.data.get("kind") == "synthetic" or (Path(text_dir) / f"{language}.txt").exists()
+
     for task in suite.tasks:
         for method in suite.methods[task]:
             variant = get_variant(method)
             hyper = suite.hyper(method)
             mode = "adapter+inv" if variant.invertible_adapters else "adapter" if variant.language_adapters else "full" if variant.full_model_mlm else None
             for source in suite.sources[task]:
+                if mode is not None and not has_text(source):
+                    continue
                 if variant.full_model_mlm == "target":
-                    pairs = [(target, seed) for target in suite.targets[task] for seed in suite.mlm_trg_seeds]
+                    pairs = [(target, seed) for target in suite.targets[task] if has_text(target) for seed in suite.mlm_trg_seeds]
                 else:
                     pairs = [(None, seed) for seed in suite.seeds]
                 for mlm_target, seed in pairs:
@@ -95,6 +106,8 @@ def build_graph(suite: Suite) -> list[Job]:
                     suffix = f"->{mlm_target}" if mlm_target else ""
                     task_job = add(Job.make("task", f"{task}/{source}{suffix}/{method}/seed{seed}", params, tuple(deps)))
                     targets = [mlm_target] if mlm_target else suite.targets[task]
+                    if mode is not None:  # MAD-X variants and MLM baselines need the target's text
+                        targets = [t for t in targets if has_text(t)]
                     for target in targets:
                         eval_deps = [*base_deps, task_job.id]
                         if mode in ("adapter+inv", "adapter"):

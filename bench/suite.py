@@ -28,7 +28,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "mlm": {"steps": 250000, "batch_size": 64, "lr_adapters": 1e-4, "lr_full_model": 5e-5, "max_seq_length": 256,
             "eval_every": 10000},
     "ner": {"epochs": 100, "batch_size": 16, "batch_size_low_resource": 8, "lr_adapters": 1e-4, "lr_full_model": 5e-5,
-            "max_length": 128, "eval_every": None, "max_train_sentences": None},
+            "max_length": 128, "eval_every": None, "max_train_sentences": None, "max_eval_sentences": None},
     "qa": {"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
            "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
     # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO
@@ -205,6 +205,9 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
 
 
 def check_data_paths(suite: Suite, source: str) -> None:
+    model = suite.model.get("name_or_path")
+    if isinstance(model, str) and model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+        raise SuiteError(f"{source}: model = {model} does not exist (a local path; hub names look like 'xlm-roberta-base')")
     if suite.data.get("kind") == "synthetic":
         return
     for key, value in suite.data.items():

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="reports/perf", help="output directory (default: reports/perf)")
     parser.add_argument("--name", default=None, help="file stem (default: cpu, or cuda-<gpu name>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random batch")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op CPU threads for the run (default: torch's choice); on a shared "
+                             "machine 1 avoids threads waiting on each other at every parallel region")
 
 
 def _slug(text: str) -> str:
@@ -67,11 +70,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.perf.measure import VARIANTS, Row, measure, measure_matmul_flops, peak_rss_bytes
-    from bench.perf.report import SCHEMA, check_targets, render_markdown, summary_lines
-    from bench.perf.workloads import PRESETS, WORKLOADS, make_batches
-    from madx.atomic import atomic_write_json, atomic_write_text
-    from madx.provenance import now, provenance
+    from bench.perf.workloads import PRESETS, WORKLOADS
 
     device_type = "cuda" if args.gpu else args.device
     preset_name = args.preset or ("xlmr-base" if args.gpu else DEFAULT_PRESET[device_type])
@@ -92,15 +91,36 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: unknown workload(s) {unknown}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     workloads = [known[k] for k in keys]
-    device = torch.device(device_type)
+    if args.threads is not None and args.threads <= 0:
+        print("error: --threads must be positive", file=sys.stderr)
+        return 2
+    previous_threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, preset, workloads, torch.device(device_type))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(args: argparse.Namespace, preset, workloads, device) -> int:
+    import torch
+
+    from bench.perf.measure import VARIANTS, Row, measure, measure_matmul_flops, peak_rss_bytes
+    from bench.perf.report import SCHEMA, check_targets, render_markdown, summary_lines
+    from bench.perf.workloads import make_batches
+    from madx.atomic import atomic_write_json, atomic_write_text
+    from madx.provenance import now, provenance
+
     start_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     if device.type == "cuda":
         description = f"CUDA {torch.cuda.get_device_name(device)}"
-        matmul = measure_matmul_flops(device, torch.bfloat16 if preset.autocast == "bf16" else torch.float32, size=8192)
+        matmul = measure_matmul_flops(device, torch.bfloat16 if preset.autocast == "bf16" else torch.float32,
+                                      size=preset.matmul_size)
     else:
         description = f"CPU ({os.cpu_count()} visible cores, {torch.get_num_threads()} torch threads)"
-        matmul = measure_matmul_flops(device, torch.float32)
+        matmul = measure_matmul_flops(device, torch.float32, size=preset.matmul_size)
     if args.peak_tflops is not None:
         peak = {"flops": args.peak_tflops * 1e12, "source": "given with --peak-tflops"}
     elif device.type == "cuda":
@@ -109,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         peak = {"flops": matmul["best_flops"],
                 "source": f"the best of {matmul['reps']} fp32 {matmul['size']}x{matmul['size']} matmuls measured "
-                          f"at start on this machine (not a datasheet peak)"}
+                          f"at start on this machine with the same threads (not a datasheet peak)"}
     print(f"perf: {description}, preset {preset.name}, peak {peak['flops'] / 1e12:.3f} TFLOP/s ({peak['source']})")
 
     batches = make_batches(preset, seed=args.seed).to(device)
@@ -141,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "variants": list(variants),
         "rows": row_dicts,
         "targets": check_targets(row_dicts, variants),
-        "flop_groups": ["embeddings", "invertible", "encoder", "attention", "adapters", "head"],
+        "flop_groups": ["invertible", "encoder", "attention", "adapters", "head"],
         "memory_method": memory_method,
         "load_average": {"start": start_load, "end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "peak_rss_bytes": peak_rss_bytes(),

@@ -39,8 +39,7 @@ from bench.perf.workloads import Batches, Preset, Prepared, Workload
 
 VARIANTS = ("eager", "compile", "fused")
 KERNEL_ENV = "MADX_KERNEL_IMPL"
-CPU_FUSED_REASON = ("the Triton kernels need CUDA; on CPU they only run in the interpreter "
-                    "(TRITON_INTERPRET=1), a correctness tool far too slow to time")
+CPU_FUSED_REASON = "the Triton kernels need CUDA (their CPU interpreter mode is far too slow to time)"
 
 
 @dataclass

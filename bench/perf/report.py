@@ -63,6 +63,10 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1e3:,.1f}"
 
 
+def _g(flops: int) -> str:
+    return f"{flops / 1e9:.3g}"
+
+
 def _mib(nbytes: int | None) -> str:
     return "–" if nbytes is None else f"{nbytes / 2**20:,.1f}"
 
@@ -106,7 +110,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             continue
         s = row["step_s"]
         f = row["flops"]
-        flop_text = f"{f['total'] / 1e9:,.2f} ({f['forward'] / 1e9:,.2f}+{f['backward'] / 1e9:,.2f})"
+        flop_text = f"{_g(f['total'])} ({_g(f['forward'])}+{_g(f['backward'])})"
         first = "–" if row["first_step_s"] is None else f"{row['first_step_s']:.2f}"
         lines.append(
             head + f"| {_ms(s['median'])} [{_ms(s['min'])}–{_ms(s['max'])}] | {row['tokens_per_s']:,.0f} "
@@ -127,7 +131,7 @@ def render_markdown(result: dict[str, Any]) -> str:
             continue
         shown.add(row["workload"])
         groups = row["flops"]["by_group"]
-        lines.append(f"| ({row['workload']}) | " + " | ".join(f"{groups.get(g, 0) / 1e9:,.3f}" for g in result["flop_groups"]) + " |")
+        lines.append(f"| ({row['workload']}) | " + " | ".join(_g(groups.get(g, 0)) for g in result["flop_groups"]) + " |")
     prov = result["provenance"]
     load = result["load_average"]
     lines += [

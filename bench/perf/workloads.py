@@ -46,6 +46,7 @@ class Preset:
     autocast: str  # "none" (fp32) or "bf16"
     min_fill: float = 0.75  # each sequence has uniform[min_fill·T, T] real tokens, then padding
     mask_probability: float = 0.15  # share of real tokens masked for MLM (exact count per sequence)
+    matmul_size: int = 2048  # the square matmul measured for the FLOP/s reference
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -70,12 +71,12 @@ PRESETS: dict[str, Preset] = {
     ),
     "xlmr-base": Preset(
         "xlmr-base", layers=12, hidden=768, heads=12, ffn=3072, vocab=250002, seq_len=256, batch=64,
-        steps=20, warmup=5, autocast="bf16",
+        steps=20, warmup=5, autocast="bf16", matmul_size=8192,
         note="XLM-R base dimensions (the MAD-X paper's encoder), bf16 autocast over fp32 weights",
     ),
     "tiny": Preset(
         "tiny", layers=2, hidden=32, heads=4, ffn=64, vocab=101, seq_len=16, batch=2,
-        steps=2, warmup=1, autocast="none", note="for tests only",
+        steps=2, warmup=1, autocast="none", matmul_size=256, note="for tests only",
     ),
 }
 

