@@ -275,6 +275,12 @@ def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
             ctx._finetuned = (path, load_model(path, task).to(ctx.runtime.device))
         metrics = evaluate_task(task, ctx._finetuned[1], examples, features, tokenizer, ctx.runtime)
     wall = time.perf_counter() - start
+    writer = ctx.writer(job)
+    if writer is not None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                writer.add_scalar(f"eval/{key}", value, 0)
+        writer.close()
     tokens = int(sum(len(ids) for ids in features["input_ids"]))
     return {"metrics": metrics, "cost": {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / max(wall, 1e-9)}}
 

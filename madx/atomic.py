@@ -44,4 +44,4 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")  # paths as strings

@@ -114,6 +114,8 @@ def train(
                          trainable_params=sum(p.numel() for _, p in trainable),
                          total_params=sum(p.numel() for p in model.parameters()))
     best_state: dict[str, torch.Tensor] | None = None
+    if writer is not None:
+        writer.add_scalar("train/trainable_params", result.trainable_params, 0)
     runtime.reset_peak_memory()
     start = time.perf_counter()
     window_loss, window_count, window_tokens, window_start = 0.0, 0, 0, start

@@ -49,8 +49,8 @@ class Row:
     variant: str
     status: str  # "ok", "n/a" or "error"
     reason: str = ""
-    step_s: dict[str, float] = field(default_factory=dict)  # median, min, max, and all samples
-    samples_s: list[float] = field(default_factory=list)
+    step_s: dict[str, float] = field(default_factory=dict)  # median, min, max of the timed steps
+    samples_s: list[float] = field(default_factory=list)  # every timed step, in order
     first_step_s: float | None = None  # the first warm-up step (includes compilation)
     tokens_per_s: float | None = None
     peak_memory_bytes: int | None = None
