@@ -55,6 +55,7 @@ class Row:
     tokens_per_s: float | None = None
     peak_memory_bytes: int | None = None
     peak_memory_method: str = ""
+    saved_activation_bytes: int | None = None  # tensors autograd keeps for backward, weights excluded (eager only)
     flops: dict[str, Any] = field(default_factory=dict)
     achieved_tflops: float | None = None
     mfu: float | None = None
@@ -160,6 +161,23 @@ def cpu_peak_memory(step, prepared: Prepared, optimizer) -> int:
     return resident + peak
 
 
+def saved_activation_bytes(prepared: Prepared, device: torch.device, preset: Preset) -> int:
+    """Bytes of the tensors one forward saves for backward, weights excluded: what decides activation memory."""
+    weights = {p.untyped_storage().data_ptr() for p in prepared.model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast(device, preset):
+        loss = prepared.compute(prepared.batch)
+    del loss
+    return sum(saved.values())
+
+
 def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
@@ -185,7 +203,7 @@ def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, 
         return row
     impl = "triton" if variant == "fused" else "reference"
     row.kernel_impl = impl
-    prepared = None
+    prepared = compute = step = optimizer = None
     try:
         with kernel_impl(impl):
             prepared = workload.build(preset, batches, device)
@@ -223,6 +241,8 @@ def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, 
             else:
                 row.peak_memory_bytes = cpu_peak_memory(step, prepared, optimizer)
                 row.peak_memory_method = "CPU allocator live bytes via torch.profiler(profile_memory=True), one extra step"
+            if variant == "eager" and prepared.train:  # after the peak: this forward runs with last step's grads live
+                row.saved_activation_bytes = saved_activation_bytes(prepared, device, preset)
     except torch.OutOfMemoryError as error:
         row.status, row.reason = "n/a", f"out of memory: {_first_line(error)}"
         return row
@@ -232,7 +252,10 @@ def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, 
         log(f"  {workload.key} {variant}: {row.status}: {row.reason}")
         return row
     finally:
-        del prepared
+        # drop every reference to this model before the next one is built: CUDA's peak counts whatever is live
+        prepared = compute = step = optimizer = None
+        if variant == "compile":
+            torch._dynamo.reset()  # compiled graphs hold the model's parameters
         _free(device)
 
     row.samples_s = samples

@@ -98,19 +98,20 @@ def render_markdown(result: dict[str, Any]) -> str:
         "FLOPs are counted analytically (bench/perf/flops.py): matmuls only, attention included, "
         "frozen weights without weight-gradient GEMMs, head FLOPs on the rows where logits are computed.",
         "",
-        f"Peak memory: {result['memory_method']}.",
+        f"Peak memory: {result['memory_method']}. *Saved for backward*: bytes of the tensors one eager forward "
+        "keeps for backward, weights excluded (via torch.autograd.graph.saved_tensors_hooks).",
         "",
         "## Results",
         "",
-        "| | workload | logits | variant | step ms median [min–max] | non-pad tokens/s | peak MiB | GFLOP/step (fwd+bwd) | TFLOP/s | MFU | first step s | trainable params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| | workload | logits | variant | step ms median [min–max] | non-pad tokens/s | peak MiB | saved for backward MiB | GFLOP/step (fwd+bwd) | TFLOP/s | MFU | first step s | trainable params |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     titles = {w["key"]: w for w in result["workloads"]}
     for row in result["rows"]:
         w = titles[row["workload"]]
         head = f"| ({row['workload']}) | {w['title']} | {w['logits']} | {row['variant']} "
         if row["status"] != "ok":
-            lines.append(head + f"| {row['status']}: {row['reason']} | | | | | | | |")
+            lines.append(head + f"| {row['status']}: {row['reason']} | | | | | | | | |")
             continue
         s = row["step_s"]
         f = row["flops"]
@@ -118,7 +119,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         first = "–" if row["first_step_s"] is None else f"{row['first_step_s']:.2f}"
         lines.append(
             head + f"| {_ms(s['median'])} [{_ms(s['min'])}–{_ms(s['max'])}] | {row['tokens_per_s']:,.0f} "
-            f"| {_mib(row['peak_memory_bytes'])} | {flop_text} | {row['achieved_tflops']:.3f} | {row['mfu']:.1%} "
+            f"| {_mib(row['peak_memory_bytes'])} | {_mib(row.get('saved_activation_bytes'))} | {flop_text} | {row['achieved_tflops']:.3f} | {row['mfu']:.1%} "
             f"| {first} | {row['trainable_params']:,} |"
         )
     lines += ["", "## Targets", "",

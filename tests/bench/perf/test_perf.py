@@ -149,6 +149,8 @@ def test_tiny_run_writes_json_and_markdown_with_every_row(tmp_path, capsys):
         assert rows[(workload.key, "fused")]["status"] == "n/a"  # CPU
         assert f"| ({workload.key}) |" in markdown
     assert rows[("e", "eager")]["flops"]["backward"] == 0 and rows[("e", "eager")]["trainable_params"] == 0
+    assert rows[("e", "eager")]["saved_activation_bytes"] is None  # no backward, nothing saved
+    assert all(rows[(k, "eager")]["saved_activation_bytes"] > 0 for k in "abcd")
     # full fine-tuning trains far more than the language adapter; its backward is heavier than (a)'s
     assert rows[("c", "eager")]["trainable_params"] > rows[("a", "eager")]["trainable_params"]
     assert {t["target"] for t in result["targets"]} == {t.name for t in TARGETS}
