@@ -201,6 +201,16 @@ def _load_task_data(job, ctx: JobContext, task: str, language: str, split: str):
     return load_squad(Path(ctx.data_root(job, "xquad")) / f"xquad.{language}.json")
 
 
+def _eval_cap(hyper: dict) -> int | None:
+    return hyper.get("max_eval_sentences") or hyper.get("max_eval_questions")
+
+
+def _load_language_adapter(job, ctx: JobContext, model, variant, language: str) -> None:
+    """The language adapter (+ invertible adapter for MAD-X) that ``language``'s MLM job trained."""
+    mode = "adapter+inv" if variant.invertible_adapters else "adapter"
+    madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=language, mode=mode).id) / "adapter")
+
+
 def _limit(dataset, n):
     return dataset if not n or len(dataset) <= n else dataset.select(range(int(n)))
 
@@ -220,7 +230,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
     train_examples = _limit(_load_task_data(job, ctx, task, source, "train"), hyper.get("max_train_sentences") or hyper.get("max_train_questions"))
     dev_examples = _load_task_data(job, ctx, task, source, "dev") or train_examples.select(range(min(len(train_examples), 200)))
-    dev_examples = _limit(dev_examples, hyper.get("max_eval_questions"))
+    dev_examples = _limit(dev_examples, _eval_cap(hyper))
     batch_size = hyper["batch_size"]
     if task == "ner" and len(train_examples) < LOW_RESOURCE_MIN_SENTENCES:
         batch_size = hyper.get("batch_size_low_resource") or batch_size
@@ -231,8 +241,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     if variant.uses_adapters:
         model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
         if variant.language_adapters:
-            mode = "adapter+inv" if variant.invertible_adapters else "adapter"
-            madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=source, mode=mode).id) / "adapter")
+            _load_language_adapter(job, ctx, model, variant, source)
         setup = variant.task_setup(source, task)
         torch.manual_seed(seed)
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, setup, task_adapter=task,
@@ -256,15 +265,14 @@ def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     task, method, target, seed, hyper = p["task"], p["method"], p["target"], p["seed"], p["hyper"]
     variant = get_variant(method)
     tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
-    examples = _limit(_load_task_data(job, ctx, task, target, "test"), hyper.get("max_eval_sentences") or hyper.get("max_eval_questions"))
+    examples = _limit(_load_task_data(job, ctx, task, target, "test"), _eval_cap(hyper))
     features = prepare_task_data(task, examples, tokenizer, train=False, max_length=hyper["max_length"])
     task_dir = ctx.store.artifacts(ctx.dep(job, "task").id)
     start = time.perf_counter()
     if variant.uses_adapters:
         model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
         if variant.language_adapters:
-            mode = "adapter+inv" if variant.invertible_adapters else "adapter"
-            madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=target, mode=mode).id) / "adapter")
+            _load_language_adapter(job, ctx, model, variant, target)
         madx.load_adapter(model, task_dir / "task_adapter")
         with madx.active(model, variant.eval_setup(target, task)):
             metrics = evaluate_task(task, model, examples, features, tokenizer, ctx.runtime)

@@ -78,7 +78,9 @@ def build_graph(suite: Suite) -> list[Job]:
 
     def has_text(language: str) -> bool:
         """Adapter methods need a language adapter, hence MLM text, for every target."""
-        return text_dir is None or suite.data.get("kind") == "synthetic" or (Path(text_dir) / f"{language}.txt").exists()
+        if text_dir is None or suite.data.get("kind") == "synthetic" or not Path(text_dir).is_dir():
+            return True  # nothing to check against (validation reports a missing folder)
+        return (Path(text_dir) / f"{language}.txt").exists()
 
     for task in suite.tasks:
         for method in suite.methods[task]:

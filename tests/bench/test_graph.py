@@ -41,3 +41,19 @@ def test_zero_shot_eval_depends_on_the_target_language_adapter():
 def test_paper_qa_counts():
     jobs = build_graph(load_suite("paper-qa", check_paths=False))
     assert count_by_kind(jobs) == {"mlm": 11 * 2, "task": 3 * 3, "eval": 3 * 3 * 11}
+
+
+def test_languages_without_mlm_text_get_no_adapter_jobs(tmp_path):
+    import yaml
+
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "en.txt").write_text("a b c\n")
+    (tmp_path / "wikiann").mkdir()
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": "t", "model": "xlm-roberta-base", "data": {"wikiann": "wikiann", "text": "text"}, "seeds": [1],
+        "tasks": {"ner": {"sources": ["en"], "targets": ["en", "cdo"], "methods": ["madx", "madx-lad-inv"]}}}))
+    names = {j.name for j in build_graph(load_suite(str(suite_file)))}
+    assert "eval/ner/en->en/madx/seed1" in names and "eval/ner/en->cdo/madx/seed1" not in names
+    assert "eval/ner/en->cdo/madx-lad-inv/seed1" in names  # needs no target language adapter
+    assert "mlm/cdo/adapter+inv" not in names
