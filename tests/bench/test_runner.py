@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,9 +59,11 @@ def test_one_worker_finishes_the_suite(clean_run):
 def test_two_workers_give_the_same_results_and_run_no_job_twice(clean_run, tmp_path):
     output = finished(bench_run(tmp_path, processes=2))
     assert results(tmp_path) == results(clean_run[0])
-    starts = [line.split("start ", 1)[1] for line in output.splitlines() if "] start " in line]
-    assert len(starts) == len(set(starts)) == len(results(tmp_path))
-    assert len({line.split("]")[0] for line in output.splitlines() if "] start " in line}) == 2, "both workers worked"
+    # progress bars share the terminal, so find the workers' lines anywhere in the output
+    starts = re.findall(r"\[(\S+:rank\d+)\] start (\S+)", output)
+    names = [name for _, name in starts]
+    assert len(names) == len(set(names)) == len(results(tmp_path))
+    assert len({worker for worker, _ in starts}) == 2, "both workers worked"
 
 
 def _wait_for(condition, timeout=600):
