@@ -81,6 +81,8 @@ def estimate(suite, jobs) -> dict:
         elif job.kind == "task":
             h = job.params["hyper"]
             sentences = {"ner": 20000 if job.params["source"] in ("en", "ja", "zh", "ar") else 1000, "qa": 88000}[job.params["task"]]
+            cap = h.get("max_train_sentences") or h.get("max_train_questions")
+            sentences = min(sentences, cap) if cap else sentences
             average_tokens = {"ner": 32, "qa": 200}[job.params["task"]]
             tokens["task"] += h["epochs"] * sentences * average_tokens
     return {"counts": dict(count_by_kind(jobs)), "training_tokens": tokens}

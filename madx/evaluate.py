@@ -105,8 +105,9 @@ def evaluate_mlm(model: nn.Module, blocks, collator, runtime: Runtime, batch_siz
     """Mean masked-token loss and perplexity on held-out blocks (fixed masks: seed the collator)."""
 
     def predict(model, batch, rows):
-        labels = batch["labels"]
-        n = int((labels != -100).sum())
+        # one (summed loss, masked count) per batch, carried by its first row so that the
+        # by-index gathering still sees one output per example
+        n = int((batch["labels"] != -100).sum())
         return [(masked_lm_loss(model, batch).item() * n, n)] + [(0.0, 0)] * (len(rows) - 1)
 
     rows = [blocks[i] for i in range(len(blocks))]

@@ -11,7 +11,7 @@ trains or evaluates, and returns metrics. The CLI and the suite runner both call
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import datasets
@@ -87,8 +87,6 @@ def train_full_mlm(
 
 
 def _selecting(config: TrainConfig, metric: str, greater_is_better: bool) -> TrainConfig:
-    from dataclasses import replace
-
     return replace(config, select_metric=metric, greater_is_better=greater_is_better)
 
 
@@ -151,7 +149,6 @@ def train_task(
     def dev_metrics(model):
         return evaluate_task(task, model, dev_examples, dev_features, tokenizer, runtime, config.batch_size * 2)
 
-    loss = _model_loss
-    result = train(model, train_features, _task_collator(task, tokenizer), loss, _selecting(config, "f1", True),
+    result = train(model, train_features, _task_collator(task, tokenizer), _model_loss, _selecting(config, "f1", True),
                    runtime, dev_metrics, writer, progress)
     return {"train": result.to_dict(), "dev": result.best_metrics}
