@@ -51,7 +51,8 @@ def _split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[data
     return split["train"], split["test"]
 
 
-def _mlm_training(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runtime: Runtime, writer, progress) -> tuple[TrainResult, dict]:
+def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runtime: Runtime, writer, progress) -> tuple[TrainResult, dict]:
+    """MLM on whatever requires grad (adapters, head or all), best checkpoint by dev loss; returns (result, dev metrics)."""
     train_blocks, dev_blocks = _split_mlm_blocks(corpus, tokenizer, data, config.seed)
     train_collator = MaskedLMCollator(tokenizer, seed=config.seed)
 
@@ -72,7 +73,7 @@ def train_language_adapter(
     madx.add_language_adapter(model, language, reduction_factor, invertible, invertible_reduction_factor)
     madx.set_trainable(model, adapters=[language])
     madx.set_active(model, Stack(language))
-    result, dev = _mlm_training(model, corpus, tokenizer, config, data, runtime, writer, progress)
+    result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress)
     return {"train": result.to_dict(), "dev": dev}
 
 
@@ -82,7 +83,7 @@ def train_full_mlm(
     """Full-model MLM (baselines MLM-SRC / MLM-TRG): every weight trains, the MLM head included."""
     config = _selecting(config, "loss", greater_is_better=False)
     madx.set_trainable(model, base=True)
-    result, dev = _mlm_training(model, corpus, tokenizer, config, data, runtime, writer, progress)
+    result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress)
     return {"train": result.to_dict(), "dev": dev}
 
 

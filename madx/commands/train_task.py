@@ -39,8 +39,8 @@ def run(args) -> int:
     from madx.phases import train_task
     from madx.runtime import Runtime
     from madx.train import TrainConfig
-    from madx.variants import get_variant
     from madx.commands.model_loading import load_task_model
+    from madx.variants import get_variant
 
     variant = get_variant(args.method)
     if variant.language_adapters and args.language_adapter is None:
@@ -50,10 +50,9 @@ def run(args) -> int:
     model, tokenizer = load_task_model(args.model, args.task)
     setup = None
     if variant.language_adapters:
-        source = madx.load_adapter(model, args.language_adapter)
-        setup = variant.task_setup(source, args.task)
+        setup = madx.Stack(madx.load_adapter(model, args.language_adapter), args.task)
     elif variant.uses_adapters:
-        setup = variant.task_setup("unused", args.task)
+        setup = madx.Stack(args.task)
     train_examples = load_data(args.task, args.train, "train")
     if args.max_train:
         train_examples = train_examples.select(range(min(args.max_train, len(train_examples))))

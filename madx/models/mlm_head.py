@@ -41,7 +41,7 @@ def train_mlm_head(model_dir: str | Path, texts: list[str | Path], out_dir: str 
                    runtime=None, progress=None) -> dict[str, Any]:
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    from madx.phases import MLMData, _mlm_training
+    from madx.phases import MLMData, train_mlm
     from madx.runtime import Runtime
     from madx.train import TrainConfig
 
@@ -57,7 +57,7 @@ def train_mlm_head(model_dir: str | Path, texts: list[str | Path], out_dir: str 
     train_config = TrainConfig(learning_rate=config.learning_rate, batch_size=config.batch_size, max_steps=config.steps,
                                warmup_ratio=config.warmup_ratio, eval_every=config.eval_every, seed=config.seed,
                                select_metric="loss", greater_is_better=False, log_every=max(1, config.steps // 20))
-    result, dev = _mlm_training(model, [Path(t) for t in texts], tokenizer, train_config,
+    result, dev = train_mlm(model, [Path(t) for t in texts], tokenizer, train_config,
                                 MLMData(max_seq_length=config.max_seq_length), runtime, None, progress)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
