@@ -166,15 +166,27 @@ def saved_activation_bytes(prepared: Prepared, device: torch.device, preset: Pre
     weights = {p.untyped_storage().data_ptr() for p in prepared.model.parameters()}
     saved: dict[int, int] = {}
 
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
+    kept: list = []  # the storages stay allocated until the forward ends, so no address is reused and recounted
+
+    def pack(tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()
+        kept.append(storage)
         if storage.data_ptr() not in weights:
             saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        # Keep no tensor: this graph is never run backward. Returning the tensor made a cycle (a saved
+        # output -> its grad_fn -> the packed output) through autograd's C++ nodes that gc cannot
+        # break, so every workload's graph and model stayed live (seen on CPU with the tiny preset)
+        # and inflated the CUDA peak memory of the workloads measured after it. Storages hold no
+        # autograd references.
+        return None
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast(device, preset):
+    def unpack(_: None) -> torch.Tensor:
+        raise RuntimeError("saved_activation_bytes keeps no tensors; its graph cannot run backward")
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack), autocast(device, preset):
         loss = prepared.compute(prepared.batch)
     del loss
+    kept.clear()
     return sum(saved.values())
 
 

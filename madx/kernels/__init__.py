@@ -11,8 +11,11 @@ Each has the signature of its pure-PyTorch twin in ``reference.py`` plus ``impl`
                  tensors when TRITON_INTERPRET=1 was set before the Triton modules were imported
 
 Choice, first match wins: the ``impl`` argument, the ``MADX_KERNEL_IMPL`` environment variable
-("auto" or unset in either defers), then "triton" when it imports and every tensor is on CUDA in
-a supported dtype, else "reference".
+("auto" or unset in either defers), else "reference". "auto" does not pick Triton even on CUDA:
+on an H200 at XLM-R base sizes (bf16, 64 x 256 tokens; reports/perf/cuda-nvidia-h200.md) the
+Triton path was slower than the reference's cuBLAS GEMMs (language-adapter MLM step 63.4 vs
+50.8 ms, task-adapter NER step 61.8 vs 39.9 ms) and held more memory, so it is opt-in
+(``impl="triton"`` or ``MADX_KERNEL_IMPL=triton``) until it measures faster.
 A forced implementation that cannot run raises with the reason instead of falling back.
 Triton is an optional extra (``pip install madx-bench[triton]``): it is imported on first use.
 """
@@ -121,8 +124,6 @@ def resolve_impl(impl: str | None, *tensors: torch.Tensor | None) -> str:
             if why is not None:
                 raise RuntimeError(f"kernel implementation 'triton' was forced ({source}) but cannot run: {why}")
         return impl
-    if all(t.device.type == "cuda" for t in present) and _triton_unsupported(present) is None:
-        return "triton"
     return "reference"
 
 

@@ -152,13 +152,13 @@ def test_cuda_real_shapes(h, dtype, inverse, check_against_f64):
     lead = (8, 256)
     inputs = make_inputs(lead, h, h // 4, seed=0, device="cuda")
     grad_out = torch.randn(*lead, h, dtype=torch.float64, device="cuda")
-    out, grads = run(kernels.nice_coupling, inputs, dtype, grad_out, inverse=inverse)  # auto: triton on CUDA
+    out, grads = run(kernels.nice_coupling, inputs, dtype, grad_out, inverse=inverse, impl="triton")
     low, low_grads = run(nice_coupling_ref, inputs, dtype, grad_out, inverse=inverse)
     ref, ref_grads = run(nice_coupling_ref, inputs, torch.float64, grad_out, inverse=inverse)
     check_against_f64("output", out, low, ref, dtype)
     for name, g, lg, rg in zip(NAMES, grads, low_grads, ref_grads):
         check_against_f64(f"grad {name}", g, lg, rg, dtype)
     x, params = inputs[0].to(dtype), [p.to(dtype) for p in inputs[1:]]
-    back = kernels.nice_coupling(kernels.nice_coupling(x, *params), *params, inverse=True)
+    back = kernels.nice_coupling(kernels.nice_coupling(x, *params, impl="triton"), *params, inverse=True, impl="triton")
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     torch.testing.assert_close(back, x, rtol=tol, atol=tol)

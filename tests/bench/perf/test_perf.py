@@ -159,3 +159,26 @@ def test_tiny_run_writes_json_and_markdown_with_every_row(tmp_path, capsys):
     assert "## Targets" in markdown and result["command"] in markdown
     out = capsys.readouterr().out
     assert "(a)/(b) step time" in out and ("PASS" in out or "MISS" in out)
+
+
+def test_measure_leaves_no_tensor_of_its_workload_alive():
+    """Each row must free its model: on CUDA the next rows' peak memory counts whatever stays live
+    (a saved-tensor hook that returned the tensor kept every workload's graph and model alive)."""
+    import gc
+
+    import torch
+
+    from bench.perf.measure import measure
+
+    preset = PRESETS["tiny"]
+    batches = make_batches(preset, seed=0)
+
+    def live_tensor_bytes() -> int:
+        gc.collect()
+        return sum(o.numel() * o.element_size() for o in gc.get_objects() if torch.is_tensor(o))
+
+    before = live_tensor_bytes()
+    for workload in WORKLOADS:
+        row = measure(workload, "eager", preset, batches, torch.device("cpu"), 1e12, log=lambda *a: None)
+        assert row.status == "ok", row.reason
+        assert live_tensor_bytes() == before, f"({workload.key}) left tensors alive"
