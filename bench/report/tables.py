@@ -301,12 +301,12 @@ def _model_name(value: Any) -> str | None:
 
 
 def find_base_model(store: ResultStore) -> tuple[str | None, str | None]:
-    """(base model, where it was found): suite.yaml, then run.json, then the jobs' parameters."""
-    places: list[tuple[str, Any]] = [("suite.yaml", store.suite)]
+    """(base model, where it was found): run.json (the resolved path), then suite.yaml (which may
+    still hold ``${VAR:-default}`` templates), then the jobs' parameters."""
+    places: list[tuple[str, Any]] = [("run.json", store.run_info), ("suite.yaml", store.suite)]
     for section in ("defaults", "common", "params", "config"):
         if isinstance(store.suite.get(section), Mapping):
             places.append((f"suite.yaml {section}", store.suite[section]))
-    places.append(("run.json", store.run_info))
     for where, mapping in places:
         for key in _BASE_MODEL_KEYS:
             name = _model_name(mapping.get(key)) if isinstance(mapping, Mapping) else None
