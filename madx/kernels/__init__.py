@@ -12,10 +12,10 @@ Each has the signature of its pure-PyTorch twin in ``reference.py`` plus ``impl`
 
 Choice, first match wins: the ``impl`` argument, the ``MADX_KERNEL_IMPL`` environment variable
 ("auto" or unset in either defers), else "reference". "auto" does not pick Triton even on CUDA:
-on an H200 at XLM-R base sizes (bf16, 64 x 256 tokens; reports/perf/cuda-nvidia-h200.md) the
-Triton path was slower than the reference's cuBLAS GEMMs (language-adapter MLM step 63.4 vs
-50.8 ms, task-adapter NER step 61.8 vs 39.9 ms) and held more memory, so it is opt-in
-(``impl="triton"`` or ``MADX_KERNEL_IMPL=triton``) until it measures faster.
+on an H200 at XLM-R base sizes (bf16, 16,384 tokens; reports/perf/h200.md) the Triton backward
+was 2-5x slower than the reference's cuBLAS GEMMs (one language adapter, forward + backward:
+0.771 vs 0.226 ms) and whole steps were slower too (language-adapter MLM step 61.8 vs 54.7 ms),
+so it is opt-in (``impl="triton"`` or ``MADX_KERNEL_IMPL=triton``) until it measures faster.
 A forced implementation that cannot run raises with the reason instead of falling back.
 Triton is an optional extra (``pip install madx-bench[triton]``): it is imported on first use.
 """
