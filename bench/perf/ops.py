@@ -12,10 +12,11 @@ which times whole training steps: this says whether a gap is in the kernels them
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 import torch
+
+from bench.perf.cli import _slug
 
 SHAPES = [  # (name, op, hidden, bottleneck)
     ("language adapter", "bottleneck", 768, 384),
@@ -26,13 +27,19 @@ SHAPES = [  # (name, op, hidden, bottleneck)
 
 
 def _inputs(op: str, tokens: int, h: int, d: int, dtype: torch.dtype, device: str) -> list[torch.Tensor]:
+    """Leaves in the op's argument order: activations ~ N(0, 1), weights ~ N(0, 1/fan_in), biases ~ N(0, 1)."""
+    def act(*shape):
+        return torch.randn(*shape, device=device)
+
+    def linear(n_out, n_in):
+        return [torch.randn(n_out, n_in, device=device) / n_in**0.5, torch.randn(n_out, device=device)]
+
     if op == "bottleneck":
-        shapes = [(tokens, h), (tokens, h), (d, h), (d,), (h, d), (h,)]
+        tensors = [act(tokens, h), act(tokens, h), *linear(d, h), *linear(h, d)]
     else:
         half = h // 2
-        shapes = [(tokens, h)] + [(d, half), (d,), (half, d), (half,)] * 2
-    return [(torch.randn(*s, device=device) * (s[-1] ** -0.5 if len(s) == 2 and s[0] != tokens else 1.0))
-            .to(dtype).requires_grad_() for s in shapes]
+        tensors = [act(tokens, h), *linear(d, half), *linear(half, d), *linear(d, half), *linear(half, d)]  # x, F, G
+    return [t.to(dtype).requires_grad_() for t in tensors]
 
 
 def _call(op: str, impl: str, leaves: list[torch.Tensor]) -> torch.Tensor:
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(triton speed-up {row['triton_speedup_fwd_bwd']:.2f}x)", flush=True)
 
     gpu = torch.cuda.get_device_name()
-    stem = "ops-" + re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
+    stem = f"ops-{_slug(gpu)}"
     command = "python -m bench.perf.ops " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {"created": now(), "command": command.strip(), "device": gpu, "dtype": "bf16", "rows": rows,
               "provenance": provenance()}

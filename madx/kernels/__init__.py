@@ -112,15 +112,15 @@ def _triton_unsupported(tensors: list[torch.Tensor]) -> str | None:
 
 
 def resolve_impl(impl: str | None, *tensors: torch.Tensor | None) -> str:
-    """The implementation a call with these tensors runs: forced (argument or env) or probed."""
-    present = [t for t in tensors if t is not None]
+    """The implementation a call with these tensors runs: the forced one (argument, then env), checked
+    that it can run on these tensors, else the reference."""
     source = "impl argument"
     if impl in (None, "auto") and os.environ.get(ENV_VAR, "").strip().lower() not in ("", "auto"):
         impl, source = os.environ[ENV_VAR].strip().lower(), f"${ENV_VAR}"
     if impl not in (None, "auto"):
         impl = _check_name(impl, source)
         if impl == "triton":
-            why = _triton_unsupported(present)
+            why = _triton_unsupported([t for t in tensors if t is not None])
             if why is not None:
                 raise RuntimeError(f"kernel implementation 'triton' was forced ({source}) but cannot run: {why}")
         return impl

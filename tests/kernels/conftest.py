@@ -23,6 +23,14 @@ ATOL = {torch.float32: 1e-6, torch.float16: 2e-4, torch.bfloat16: 2e-3}
 FLIP_ALLOWANCE = 0.05  # 16-bit only, Frobenius-relative; see check_against_f64
 
 
+def run(fn, inputs, dtype, grad_out, **kw):
+    """fn(*inputs) in dtype; returns (output, grads of every input) as detached tensors."""
+    leaves = [x.to(dtype).requires_grad_() for x in inputs]
+    out = fn(*leaves, **kw)
+    grads = torch.autograd.grad(out, leaves, grad_out.to(out.dtype))
+    return out.detach(), [g.detach() for g in grads]
+
+
 def triton_usable() -> tuple[bool, str]:
     if not HAS_TRITON:
         return False, "triton is not installed (pip install 'madx-bench[triton]')"

@@ -8,7 +8,7 @@ import torch
 from madx import kernels
 from madx.kernels import bottleneck_adapter_ref, stacked_bottleneck_ref
 
-from .conftest import DEVICE
+from .conftest import DEVICE, run
 
 pytestmark = pytest.mark.usefixtures("needs_triton")
 
@@ -31,14 +31,6 @@ def make_inputs(lead, h, d, seed, device=DEVICE):
         torch.randn(h, generator=g) * 0.5,  # up_bias (h,)
     ]
     return [x.to(device=device, dtype=torch.float64) for x in t]
-
-
-def run(fn, inputs, dtype, grad_out, **kw):
-    """fn(*inputs) in dtype; returns (output, grads of every input) as detached tensors."""
-    leaves = [x.to(dtype).requires_grad_() for x in inputs]
-    out = fn(*leaves, **kw)
-    grads = torch.autograd.grad(out, leaves, grad_out.to(out.dtype))
-    return out.detach(), [g.detach() for g in grads]
 
 
 @pytest.mark.parametrize("seed", SEEDS)

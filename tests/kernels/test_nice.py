@@ -8,7 +8,7 @@ import torch
 from madx import kernels
 from madx.kernels import nice_coupling_ref
 
-from .conftest import DEVICE
+from .conftest import DEVICE, run
 
 pytestmark = pytest.mark.usefixtures("needs_triton")
 
@@ -32,13 +32,6 @@ def make_inputs(lead, h, k, seed, device=DEVICE):
     ]
     t = [torch.randn(*lead, h, generator=g)] + net() + net()  # x (..., h), F, G
     return [x.to(device=device, dtype=torch.float64) for x in t]
-
-
-def run(fn, inputs, dtype, grad_out, **kw):
-    leaves = [x.to(dtype).requires_grad_() for x in inputs]
-    out = fn(*leaves, **kw)
-    grads = torch.autograd.grad(out, leaves, grad_out.to(out.dtype))
-    return out.detach(), [g.detach() for g in grads]
 
 
 @pytest.mark.parametrize("inverse", [False, True], ids=["forward", "inverse"])
