@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from madx.data.languages import get_language
+from madx.runtime import COMPILE, MIXED_PRECISION
 from madx.variants import VARIANTS
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -32,8 +33,9 @@ DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
     "qa": {"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
            "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
     # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO
+    # compile: torch.compile of the MLM step, "auto" (on CUDA), "yes" or "no" (the opt-out)
     "runtime": {"mixed_precision": "no", "cpu_threads_per_worker": 1, "lease_seconds": 120, "zero_stage": 2,
-                "zero_group_size": 1},
+                "zero_group_size": 1, "compile": "auto"},
 }
 
 
@@ -128,7 +130,26 @@ def _require(raw: dict, key: str, kind, source: str, where: str = ""):
     return value
 
 
+# Settings with a fixed set of values, by their path under hyperparameters. YAML reads a bare
+# yes/no as a boolean, so compile takes true/false as well as its words.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "runtime.mixed_precision": MIXED_PRECISION,
+    "runtime.compile": (*COMPILE, True, False),
+}
+
+
+def compile_setting(value: str | bool) -> str:
+    """The runtime's compile word for a suite value (true/false as YAML reads yes/no)."""
+    return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
+
+
 def _check_hyper(value: Any, default: Any, where: str, source: str) -> None:
+    setting = where.split(".", 1)[1] if "." in where else ""
+    if setting in CHOICES:
+        if value not in CHOICES[setting]:
+            shown = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in CHOICES[setting])
+            raise SuiteError(f"{source}: {where} must be one of {shown}, got {value!r}")
+        return
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise SuiteError(f"{source}: {where} must be a mapping, got {value!r}")

@@ -25,7 +25,7 @@ import torch
 from bench.execute import RUNNERS, JobContext, is_full_model_job
 from bench.graph import Job, build_graph
 from bench.store import RunStore
-from bench.suite import Suite
+from bench.suite import Suite, compile_setting
 from madx.atomic import atomic_write_json, atomic_write_text
 from madx.provenance import now as _now
 from madx.provenance import provenance
@@ -64,7 +64,7 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
         device = "cpu"
         # fixed threads per worker: results must not depend on how many workers share the machine
         torch.set_num_threads(runtime_hyper["cpu_threads_per_worker"])
-    runtime = Runtime.local(device, runtime_hyper["mixed_precision"])
+    runtime = Runtime.local(device, runtime_hyper["mixed_precision"], compile=compile_setting(runtime_hyper["compile"]))
     context = JobContext(store, jobs_by_id, runtime, store.root / "tb", lambda line: progress(f"[{worker}] {line}"))
     started = time.time()
     failed_here: set[str] = set()
@@ -134,6 +134,7 @@ def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes
         "run_dir": str(context.store.root),
         "zero_stage": runtime_hyper["zero_stage"],
         "mixed_precision": runtime_hyper["mixed_precision"],
+        "compile": compile_setting(runtime_hyper["compile"]),
         "cpu_threads": runtime_hyper["cpu_threads_per_worker"],
     }
     atomic_write_json(workspace / "job.json", spec)

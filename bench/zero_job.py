@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     jobs = [Job(**record) for record in [spec["job"], *spec["deps"]]]
     job, jobs_by_id = jobs[0], {j.id: j for j in jobs}
     store = RunStore(spec["run_dir"])
-    runtime = Runtime.deepspeed(spec["zero_stage"], spec["mixed_precision"])
+    runtime = Runtime.deepspeed(spec["zero_stage"], spec["mixed_precision"], compile=spec.get("compile", "auto"))
     rank = runtime.process_index
     context = JobContext(store, jobs_by_id, runtime, store.root / "tb",
                          lambda line: print(f"[zero rank{rank}] {line}", flush=True))

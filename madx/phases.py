@@ -23,7 +23,7 @@ from madx.compose import Stack
 from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
 from madx.evaluate import evaluate_mlm, evaluate_ner, evaluate_qa
 from madx.runtime import Runtime
-from madx.tasks.mlm import masked_lm_loss
+from madx.tasks.mlm import MaskedLMObjective
 from madx.tasks.ner import NERCollator, prepare_ner_features
 from madx.tasks.qa import prepare_eval_features, prepare_train_features
 from madx.train import TrainConfig, TrainResult, train
@@ -42,6 +42,10 @@ def _model_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tenso
     return model(**batch).loss
 
 
+def _objective_loss(objective: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return objective(**batch)
+
+
 def _split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     blocks = build_mlm_dataset(corpus, tokenizer, data.max_seq_length)
     n_dev = min(data.max_dev_blocks, int(len(blocks) * data.dev_fraction)) if len(blocks) >= 20 else 0
@@ -52,15 +56,19 @@ def _split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[data
 
 
 def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runtime: Runtime, writer, progress) -> tuple[TrainResult, dict]:
-    """MLM on whatever requires grad (adapters, head or all), best checkpoint by dev loss; returns (result, dev metrics)."""
+    """MLM on whatever requires grad (adapters, head or all), best checkpoint by dev loss; returns (result, dev metrics).
+
+    The blocks are packed (every one ``max_seq_length`` tokens of text), so batches carry no
+    attention mask; the step is ``MaskedLMObjective``, compiled where ``runtime.compiles``."""
     train_blocks, dev_blocks = _split_mlm_blocks(corpus, tokenizer, data, config.seed)
     train_collator = MaskedLMCollator(tokenizer, seed=config.seed)
+    objective = MaskedLMObjective(model, compile=runtime.compiles)
 
-    def dev_loss(model):
+    def dev_loss(_objective=None):
         return evaluate_mlm(model, dev_blocks, MaskedLMCollator(tokenizer, seed=1234), runtime, config.batch_size)
 
-    result = train(model, train_blocks, train_collator, masked_lm_loss, config, runtime, dev_loss, writer, progress)
-    return result, dev_loss(model)
+    result = train(objective, train_blocks, train_collator, _objective_loss, config, runtime, dev_loss, writer, progress)
+    return result, dev_loss()
 
 
 def train_language_adapter(

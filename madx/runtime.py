@@ -17,34 +17,46 @@ import torch
 from torch import nn
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+# torch.compile of the MLM step: "auto" compiles on CUDA only (on CPU, compiling costs more than it
+# saves on the short jobs CPUs run), "yes" / "no" force it.
+COMPILE = ("auto", "yes", "no")
 
 
 class Runtime:
-    def __init__(self, device: torch.device, mixed_precision: str = "no", accelerator=None):
+    def __init__(self, device: torch.device, mixed_precision: str = "no", accelerator=None, compile: str = "auto"):
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {mixed_precision!r}")
+        if compile not in COMPILE:
+            raise ValueError(f"compile must be one of {COMPILE}, got {compile!r}")
         self.device = device
         self.mixed_precision = mixed_precision
         self.accelerator = accelerator
+        self.compile = compile
+
+    @property
+    def compiles(self) -> bool:
+        """Whether training steps that support it run under torch.compile here."""
+        return self.compile == "yes" or (self.compile == "auto" and self.device.type == "cuda")
 
     @classmethod
-    def local(cls, device: str | torch.device | None = None, mixed_precision: str = "no") -> "Runtime":
+    def local(cls, device: str | torch.device | None = None, mixed_precision: str = "no", compile: str = "auto") -> "Runtime":
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(torch.device(device), mixed_precision)
+        return cls(torch.device(device), mixed_precision, compile=compile)
 
     @classmethod
-    def distributed(cls, mixed_precision: str = "no", **accelerator_kwargs) -> "Runtime":
+    def distributed(cls, mixed_precision: str = "no", compile: str = "auto", **accelerator_kwargs) -> "Runtime":
         from accelerate import Accelerator
 
         # without CUDA, accelerate only forms a (gloo) process group when told it runs on CPU
         accelerator_kwargs.setdefault("cpu", not torch.cuda.is_available())
         accelerator = Accelerator(mixed_precision=mixed_precision, **accelerator_kwargs)
-        return cls(accelerator.device, mixed_precision, accelerator)
+        return cls(accelerator.device, mixed_precision, accelerator, compile=compile)
 
     @classmethod
-    def deepspeed(cls, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0) -> "DeepSpeedRuntime":
-        return DeepSpeedRuntime(zero_stage, mixed_precision, gradient_clipping)
+    def deepspeed(cls, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0,
+                  compile: str = "auto") -> "DeepSpeedRuntime":
+        return DeepSpeedRuntime(zero_stage, mixed_precision, gradient_clipping, compile)
 
     @property
     def is_main_process(self) -> bool:
@@ -134,7 +146,8 @@ class DeepSpeedRuntime(Runtime):
     for full-model jobs. DeepSpeed is driven directly: ``accelerate`` forms no process group for
     DeepSpeed without CUDA, and this path must also run (with gloo) on CPU machines and in CI."""
 
-    def __init__(self, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0):
+    def __init__(self, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0,
+                 compile: str = "auto"):
         import os
 
         import deepspeed
@@ -146,7 +159,7 @@ class DeepSpeedRuntime(Runtime):
             deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-        super().__init__(device, mixed_precision)
+        super().__init__(device, mixed_precision, compile=compile)
         self.zero_stage = zero_stage
         self.gradient_clipping = gradient_clipping
         self.rank, self.world = dist.get_rank(), dist.get_world_size()

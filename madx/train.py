@@ -65,6 +65,8 @@ class TrainResult:
     best_metrics: dict[str, float] | None
     history: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0  # non-pad tokens seen, all processes
+    positions: int = 0  # token positions computed (padding included), all processes
+    non_pad_fraction: float = 0.0  # tokens / positions: 1.0 for packed MLM blocks
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     peak_memory_bytes: int = 0
@@ -119,6 +121,7 @@ def train(
     runtime.reset_peak_memory()
     start = time.perf_counter()
     window_loss, window_count, window_tokens, window_start = 0.0, 0, 0, start
+    positions = 0
     step = micro = 0
     model.train()
     while step < total_steps:
@@ -133,6 +136,7 @@ def train(
             runtime.backward(loss / config.gradient_accumulation_steps)
             tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["input_ids"].numel())
             window_tokens += tokens
+            positions += int(batch["input_ids"].numel())
             window_loss += loss.detach().float().item()
             window_count += 1
             micro += 1
@@ -181,6 +185,10 @@ def train(
                 break
         result.epochs = step / updates_per_epoch
     result.tokens += runtime.sum_across_processes(window_tokens)
+    result.positions = runtime.sum_across_processes(positions)
+    result.non_pad_fraction = result.tokens / max(result.positions, 1)
+    if writer is not None:
+        writer.add_scalar("train/non_pad_fraction", result.non_pad_fraction, step)
     result.steps = step
     result.wall_s = time.perf_counter() - start
     result.tokens_per_s = result.tokens / max(result.wall_s, 1e-9)

@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=250000, help="the paper trains 250k steps")
     parser.add_argument("--max-seq-length", type=int, default=256)
     add_training_arguments(parser, lr=1e-4, batch_size=64)
+    parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
+                        help="torch.compile the encoder of the MLM step: auto = on CUDA only (default), no = the opt-out")
 
 
 def run(args) -> int:
@@ -38,7 +40,7 @@ def run(args) -> int:
     from madx.runtime import Runtime
     from madx.train import TrainConfig
 
-    runtime = Runtime.distributed(args.mixed_precision)
+    runtime = Runtime.distributed(args.mixed_precision, compile=args.compile)
     torch.manual_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForMaskedLM.from_pretrained(args.model)

@@ -183,7 +183,10 @@ class MaskedLMCollator:
     """Pad a list of ``{"input_ids": [...]}`` and mask it for MLM (BERT's 15% with 80/10/10).
 
     Returns ``input_ids``, ``attention_mask`` and ``labels`` (the original id where a token was
-    chosen, -100 elsewhere), all (B, T) int64. Special tokens (``tokenizer.all_special_ids``,
+    chosen, -100 elsewhere), all (B, T) int64. A packed batch (every sequence of the same length:
+    ``build_mlm_dataset``'s blocks) has no padding, and then no ``attention_mask`` is returned, so
+    attention runs without a mask tensor (SDPA's flash kernel is eligible); pass
+    ``always_attention_mask=True`` to get the all-ones mask anyway. Special tokens (``tokenizer.all_special_ids``,
     padding included) are never chosen, and random replacements are drawn from the non-special
     vocabulary only. Given a ``torch.Generator`` (or ``seed``) the masks are reproducible; with
     neither it uses torch's global RNG. In a multi-worker DataLoader give each worker its own
@@ -200,6 +203,7 @@ class MaskedLMCollator:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         pad_to_multiple_of: int | None = None,
+        always_attention_mask: bool = False,
     ):
         if not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
@@ -218,6 +222,7 @@ class MaskedLMCollator:
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.always_attention_mask = always_attention_mask
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = tokenizer.mask_token_id
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
@@ -254,4 +259,6 @@ class MaskedLMCollator:
         ]
         input_ids = torch.where(to_mask, torch.full_like(input_ids, self.mask_id), input_ids)
         input_ids = torch.where(to_random, random_ids, input_ids)
+        if not self.always_attention_mask and bool(attention_mask.all()):
+            return {"input_ids": input_ids, "labels": labels}  # packed: nothing to mask out
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

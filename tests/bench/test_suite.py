@@ -34,6 +34,8 @@ def test_shipped_suites_are_valid():
         ({"hyperparameters": {"ner": {"epoch": 3}}}, "unknown hyperparameter hyperparameters.ner.epoch"),
         ({"data": {"wikiann": "/no/such/dir"}}, "data.wikiann = /no/such/dir does not exist"),
         ({"data": {"wikiann": "${MADX_NOT_SET_ANYWHERE}"}}, "MADX_NOT_SET_ANYWHERE.*not set"),
+        ({"hyperparameters": {"runtime": {"compile": "maybe"}}}, "runtime.compile must be one of auto, yes, no, true, false"),
+        ({"hyperparameters": {"runtime": {"mixed_precision": "bf32"}}}, "runtime.mixed_precision must be one of no, bf16"),
     ],
 )
 def test_bad_suites_name_the_field(tmp_path, changes, message):
@@ -41,3 +43,13 @@ def test_bad_suites_name_the_field(tmp_path, changes, message):
     with pytest.raises(SuiteError, match=message) as info:
         load_suite(str(path))
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("value,setting", [("auto", "auto"), ("no", "no"), (False, "no"), (True, "yes")])
+def test_compile_opt_out(tmp_path, value, setting):
+    """YAML reads a bare `compile: no` as false: both spellings turn compilation off."""
+    from bench.suite import compile_setting
+
+    suite = load_suite(str(write(tmp_path, hyperparameters={"runtime": {"compile": value}})))
+    assert compile_setting(suite.hyperparameters["runtime"]["compile"]) == setting
+    assert yaml.safe_load("compile: no")["compile"] is False

@@ -103,7 +103,7 @@ def test_masking_rates_and_special_tokens(tok):
     batch = MaskedLMCollator(tok, seed=0)(feats)
     orig = torch.tensor([f["input_ids"] for f in feats])
     ids, labels = batch["input_ids"], batch["labels"]
-    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "labels"}, "packed blocks (no padding) carry no attention mask"
     assert ids.dtype == labels.dtype == torch.long and ids.shape == orig.shape
     chosen = labels != -100
     assert torch.equal(labels[chosen], orig[chosen])
@@ -154,3 +154,15 @@ def test_hub_text_loader(monkeypatch):
     ds = mlm.load_text_hub("someone/corpus", config="qu", text_column="content")
     assert calls == [("someone/corpus", "qu", "train")]
     assert ds.column_names == ["text"] and list(ds["text"]) == ["a b", "c"]
+
+
+def test_packed_blocks_have_no_padding_and_no_mask(tok, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"document {i} " + "word " * (i % 17) for i in range(300)), encoding="utf-8")
+    blocks = build_mlm_dataset(corpus, tok, max_seq_length=16, cache_dir=tmp_path / "cache")
+    batch = MaskedLMCollator(tok, seed=0)([blocks[i] for i in range(8)])
+    assert "attention_mask" not in batch
+    assert batch["input_ids"].shape == (8, 16)
+    assert not (batch["input_ids"] == tok.pad_token_id).any(), "non-pad fraction 1.0"
+    forced = MaskedLMCollator(tok, seed=0, always_attention_mask=True)([blocks[i] for i in range(8)])
+    assert forced["attention_mask"].all() and torch.equal(forced["labels"], batch["labels"])
