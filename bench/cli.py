@@ -72,6 +72,7 @@ def run_validate(args) -> int:
 def estimate(suite, jobs) -> dict:
     """Training tokens per job kind from the hyperparameters, and GPU-hours at a given throughput."""
     from bench.graph import count_by_kind
+    from madx.tasks.registry import get_task
 
     tokens = {"mlm": 0, "task": 0}
     for job in jobs:
@@ -79,13 +80,23 @@ def estimate(suite, jobs) -> dict:
             m = job.params["mlm"]
             tokens["mlm"] += m["steps"] * m["batch_size"] * m["max_seq_length"]
         elif job.kind == "task":
-            h = job.params["hyper"]
-            sentences = {"ner": 20000 if job.params["source"] in ("en", "ja", "zh", "ar") else 1000, "qa": 88000}[job.params["task"]]
-            cap = h.get("max_train_sentences") or h.get("max_train_questions")
-            sentences = min(sentences, cap) if cap else sentences
-            average_tokens = {"ner": 32, "qa": 200}[job.params["task"]]
-            tokens["task"] += h["epochs"] * sentences * average_tokens
+            h, spec = job.params["hyper"], get_task(job.params["task"])
+            examples = spec.assumed_train_examples(job.params["source"])
+            cap = spec.train_cap(h)
+            examples = min(examples, cap) if cap else examples
+            tokens["task"] += h["epochs"] * examples * spec.assumed_tokens_per_example
     return {"counts": dict(count_by_kind(jobs)), "training_tokens": tokens}
+
+
+def _size_assumptions(suite) -> str:
+    from madx.tasks.registry import get_task
+
+    parts = []
+    for task in suite.tasks:
+        spec = get_task(task)
+        sizes = sorted({spec.assumed_train_examples(source) for source in suite.sources[task]}, reverse=True)
+        parts.append(f"{task}: {'/'.join(f'{n:,}' for n in sizes)} training examples x {spec.assumed_tokens_per_example} tokens")
+    return "; ".join(parts)
 
 
 def run_plan(args) -> int:
@@ -105,7 +116,7 @@ def run_plan(args) -> int:
             print(f"  {kind:<8} {est['counts'][kind]:>6}")
     print(f"training tokens: MLM {est['training_tokens']['mlm']:.3g}, task {est['training_tokens']['task']:.3g}")
     print(f"at {args.throughput:,.0f} tokens/s per GPU: MLM {hours['mlm']:,.1f} GPU-h, task {hours['task']:,.1f} GPU-h "
-          "(NER sizes assumed: 20k sentences for en/ja/zh/ar, 1k elsewhere; 32 tokens each; SQuAD 88k x 200 tokens)")
+          "(task sizes assumed: " + _size_assumptions(suite) + ")")
     return 0
 
 

@@ -14,23 +14,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from transformers import (AutoConfig, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
-                          AutoModelForTokenClassification, AutoTokenizer)
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 import madx
 from madx.compose import Stack
 from madx.data import synthetic
-from madx.data.squad import load_squad
 from madx.data.tokenizer import build_tiny_tokenizer
-from madx.data.wikiann import NER_TAGS, load_wikiann, wikiann_path
 from madx.phases import MLMData, evaluate_task, prepare_task_data, train_full_mlm, train_language_adapter, train_task
 from madx.runtime import Runtime
+from madx.tasks.registry import get_task, task_names
 from madx.train import TrainConfig
 from madx.variants import get_variant
 
 logger = logging.getLogger(__name__)
-HEADS = {"mlm": AutoModelForMaskedLM, "ner": AutoModelForTokenClassification, "qa": AutoModelForQuestionAnswering}
-LOW_RESOURCE_MIN_SENTENCES = 5000  # the paper's batch 16 / 8 split is high- vs low-resource NER training sets
 
 
 class JobContext:
@@ -63,14 +59,28 @@ class JobContext:
     def synthetic(self, job) -> bool:
         return any(self.jobs_by_id[d].kind == "prepare" for d in job.deps)
 
-    def data_root(self, job, key: str) -> str:
-        """A data location: the suite's, or the prepare job's output for synthetic suites."""
+    def text_root(self, job) -> str:
+        """The folder of MLM text files: the suite's, or the prepare job's output for synthetic suites."""
         if self.synthetic(job):
-            return str(self.store.artifacts(self.dep(job, "prepare").id) / "data" / key)
-        value = job.params.get("text") if key == "text" else (job.params.get("data") or {}).get(key)
-        if value is None:
-            raise ValueError(f"job {job.name}: the suite names no data.{key}")
-        return value
+            return str(self.synthetic_root(job) / "text")
+        if job.params.get("text") is None:
+            raise ValueError(f"job {job.name}: the suite names no data.text")
+        return job.params["text"]
+
+    def synthetic_root(self, job) -> Path:
+        return self.store.artifacts(self.dep(job, "prepare").id) / "data"
+
+    def task_data_fields(self, job, task: str) -> dict[str, str]:
+        """The task's data fields (folders or files): the suite's, or where the prepare job wrote them."""
+        spec = get_task(task)
+        if self.synthetic(job):
+            root = self.synthetic_root(job)
+            return {name: str(root / relative) for name, relative in spec.synthetic_fields.items()}
+        fields = job.params.get("data") or {}
+        missing = [name for name in spec.data_fields if name not in fields]
+        if missing:
+            raise ValueError(f"job {job.name}: the suite names no data.{missing[0]} (task {task} reads {', '.join(spec.data_fields)})")
+        return fields
 
     # -- models ------------------------------------------------------------------------------
     def tokenizer(self, path: str):
@@ -84,9 +94,10 @@ class JobContext:
         if key not in self._models:
             self._models[key] = load_model(path, head).to(self.runtime.device)
         model = self._models[key]
-        if madx.inject.model.is_attached(model):
+        if madx.is_attached(model):
             madx.detach(model)
-        reinit_head(model, head, seed)
+        if head != "mlm":
+            madx.reset_task_heads(model, seed)
         return model
 
     def fresh_model(self, path: str, head: str, seed: int) -> torch.nn.Module:
@@ -103,18 +114,10 @@ class JobContext:
 
 
 def load_model(path: str, head: str) -> torch.nn.Module:
-    kwargs = {}
-    if head == "ner":
-        kwargs = dict(num_labels=len(NER_TAGS), id2label=dict(enumerate(NER_TAGS)), label2id={t: i for i, t in enumerate(NER_TAGS)})
-    return HEADS[head].from_pretrained(path, **kwargs).eval()
-
-
-def reinit_head(model: torch.nn.Module, head: str, seed: int) -> None:
+    """``head``: "mlm" or a task name (its spec knows the head)."""
     if head == "mlm":
-        return
-    torch.manual_seed(seed)
-    for module in madx.task_heads(model).values():
-        module.apply(model._init_weights)
+        return AutoModelForMaskedLM.from_pretrained(path).eval()
+    return get_task(head).load_model(path).eval()
 
 
 def _train_config(hyper: dict, lr: float, batch_size: int, seed: int, steps: int | None = None, epochs: float = 1.0) -> TrainConfig:
@@ -129,12 +132,11 @@ def run_prepare(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     languages = sorted(set(data["languages"]))
     root = workspace / "data"
     for lang in languages:
-        for split, n in (("train", data["ner_train"]), ("dev", data["ner_dev"]), ("test", data["ner_test"])):
-            synthetic.write_wikiann(root / "wikiann" / f"{split}-{lang}.tsv", lang, n, seed={"train": 0, "dev": 1, "test": 2}[split])
         synthetic.write_text(root / "text" / f"{lang}.txt", lang, data["text_lines"])
-        synthetic.write_squad(root / "xquad" / f"xquad.{lang}.json", lang, data["qa_eval"], seed=3)
-    synthetic.write_squad(root / "squad" / "train.json", "en", data["qa_train"], seed=0)
-    synthetic.write_squad(root / "squad" / "dev.json", "en", data["qa_eval"], seed=1)
+    for task in task_names():
+        spec = get_task(task)
+        if spec.write_synthetic is not None:
+            spec.write_synthetic(root, languages, data)
     texts = [line for lang in languages for line in (root / "text" / f"{lang}.txt").read_text().splitlines()]
     texts += [" ".join(tokens) for lang in languages for tokens, _ in synthetic.ner_sentences(lang, 100)]
     # WordPiece keeps whole words (entity names included) as single pieces on this tiny corpus; the
@@ -155,7 +157,7 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     path = ctx.base_model_dir(job)
     tokenizer = ctx.tokenizer(path)
     hyper, adapters = p["mlm"], p["adapters"]
-    corpus = Path(ctx.data_root(job, "text")) / f"{p['language']}.txt"
+    corpus = Path(ctx.text_root(job)) / f"{p['language']}.txt"
     if not corpus.exists():
         raise FileNotFoundError(f"{job.name}: no MLM text for language {p['language']!r} at {corpus}")
     data = MLMData(max_seq_length=hyper["max_seq_length"])
@@ -187,22 +189,10 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
 
 
 def _load_task_data(job, ctx: JobContext, task: str, language: str, split: str):
-    if task == "ner":
-        return load_wikiann(wikiann_path(ctx.data_root(job, "wikiann"), language, split))
-    if split == "train":
-        if ctx.synthetic(job):
-            return load_squad(Path(ctx.data_root(job, "squad")) / "train.json")
-        return load_squad(ctx.data_root(job, "squad_train"))
-    if split == "dev":
-        if ctx.synthetic(job):
-            return load_squad(Path(ctx.data_root(job, "squad")) / "dev.json")
-        dev = job.params["data"].get("squad_dev")
-        return load_squad(dev) if dev else None
-    return load_squad(Path(ctx.data_root(job, "xquad")) / f"xquad.{language}.json")
-
-
-def _eval_cap(hyper: dict) -> int | None:
-    return hyper.get("max_eval_sentences") or hyper.get("max_eval_questions")
+    """The task's examples for (language, split); None for an optional split the data lacks."""
+    spec = get_task(task)
+    path = spec.data_file(ctx.task_data_fields(job, task), language, split)
+    return None if path is None else spec.load_file(path)
 
 
 def _load_language_adapter(job, ctx: JobContext, model, variant, language: str) -> None:
@@ -228,11 +218,12 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     task, method, source, seed, hyper = p["task"], p["method"], p["source"], p["seed"], p["hyper"]
     variant = get_variant(method)
     tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
-    train_examples = _limit(_load_task_data(job, ctx, task, source, "train"), hyper.get("max_train_sentences") or hyper.get("max_train_questions"))
+    spec = get_task(task)
+    train_examples = _limit(_load_task_data(job, ctx, task, source, "train"), spec.train_cap(hyper))
     dev_examples = _load_task_data(job, ctx, task, source, "dev") or train_examples.select(range(min(len(train_examples), 200)))
-    dev_examples = _limit(dev_examples, _eval_cap(hyper))
+    dev_examples = _limit(dev_examples, spec.eval_cap(hyper))
     batch_size = hyper["batch_size"]
-    if task == "ner" and len(train_examples) < LOW_RESOURCE_MIN_SENTENCES:
+    if spec.low_resource_below is not None and len(train_examples) < spec.low_resource_below:
         batch_size = hyper.get("batch_size_low_resource") or batch_size
     lr = hyper["lr_adapters"] if variant.uses_adapters else hyper["lr_full_model"]
     config = _train_config(hyper, lr, batch_size, seed, epochs=hyper["epochs"])
@@ -265,7 +256,7 @@ def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     task, method, target, seed, hyper = p["task"], p["method"], p["target"], p["seed"], p["hyper"]
     variant = get_variant(method)
     tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
-    examples = _limit(_load_task_data(job, ctx, task, target, "test"), _eval_cap(hyper))
+    examples = _limit(_load_task_data(job, ctx, task, target, "test"), get_task(task).eval_cap(hyper))
     features = prepare_task_data(task, examples, tokenizer, train=False, max_length=hyper["max_length"])
     task_dir = ctx.store.artifacts(ctx.dep(job, "task").id)
     start = time.perf_counter()

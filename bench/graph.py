@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.suite import Suite
+from madx.tasks.registry import get_task
 from madx.variants import get_variant
 
 # bump a kind's version when its results change meaning: old results are then not reused
@@ -121,8 +122,7 @@ def build_graph(suite: Suite) -> list[Job]:
 
 
 def _task_data(suite: Suite, task: str) -> dict[str, Any]:
-    keys = {"ner": ("wikiann",), "qa": ("squad_train", "squad_dev", "xquad")}[task]
-    return {k: suite.data.get(k) for k in keys} | {"kind": suite.data.get("kind", "files")}
+    return {k: suite.data.get(k) for k in get_task(task).data_fields} | {"kind": suite.data.get("kind", "files")}
 
 
 def count_by_kind(jobs: list[Job]) -> Counter:

@@ -19,24 +19,26 @@ import yaml
 
 from madx.data.languages import get_language
 from madx.runtime import COMPILE, MIXED_PRECISION
+from madx.tasks.registry import UnknownTaskError, get_task, task_names
 from madx.variants import VARIANTS
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-TASKS = ("ner", "qa")
-
-DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+_SHARED_DEFAULTS: dict[str, Any] = {
     "adapters": {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 16},
     "mlm": {"steps": 250000, "batch_size": 64, "lr_adapters": 1e-4, "lr_full_model": 5e-5, "max_seq_length": 256,
             "eval_every": 10000},
-    "ner": {"epochs": 100, "batch_size": 16, "batch_size_low_resource": 8, "lr_adapters": 1e-4, "lr_full_model": 5e-5,
-            "max_length": 128, "eval_every": None, "max_train_sentences": None, "max_eval_sentences": None},
-    "qa": {"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
-           "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
-    # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO
+    # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO;
     # compile: torch.compile of the MLM step, "auto" (on CUDA), "yes" or "no" (the opt-out)
     "runtime": {"mixed_precision": "no", "cpu_threads_per_worker": 1, "lease_seconds": 120, "zero_stage": 2,
                 "zero_group_size": 1, "compile": "auto"},
 }
+
+
+def default_hyperparameters() -> dict[str, Any]:
+    """The suite defaults: shared sections, and one section per registered task (its spec's)."""
+    tasks = {name: dict(get_task(name).hyperparameters) for name in task_names()}
+    return copy.deepcopy({"adapters": _SHARED_DEFAULTS["adapters"], "mlm": _SHARED_DEFAULTS["mlm"], **tasks,
+                          "runtime": _SHARED_DEFAULTS["runtime"]})
 
 
 class SuiteError(ValueError):
@@ -181,8 +183,10 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
     tasks_raw = _require(raw, "tasks", dict, source)
     sources, targets, methods = {}, {}, {}
     for task, spec in tasks_raw.items():
-        if task not in TASKS:
-            raise SuiteError(f"{source}: unknown task {task!r}; known: {', '.join(TASKS)}")
+        try:
+            get_task(task)
+        except UnknownTaskError as error:
+            raise SuiteError(f"{source}: tasks: {error}") from None
         if not isinstance(spec, dict):
             raise SuiteError(f"{source}: tasks.{task} must be a mapping with sources, targets, methods")
         for key, store in (("sources", sources), ("targets", targets)):
@@ -205,15 +209,16 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise SuiteError(f"{source}: seeds must be a non-empty list of integers, got {seeds!r}")
     mlm_trg_seeds = raw.get("mlm_trg_seeds", seeds[:1])
-    hyper = copy.deepcopy(DEFAULT_HYPERPARAMETERS)
+    defaults = default_hyperparameters()
+    hyper = copy.deepcopy(defaults)
     given = raw.get("hyperparameters", {}) or {}
-    _check_hyper(given, DEFAULT_HYPERPARAMETERS, "hyperparameters", source)
+    _check_hyper(given, defaults, "hyperparameters", source)
     _merge(hyper, given)
     overrides = raw.get("overrides", {}) or {}
     for method, update in overrides.items():
         if method not in VARIANTS:
             raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}")
-        _check_hyper(update, DEFAULT_HYPERPARAMETERS, f"overrides.{method}", source)
+        _check_hyper(update, defaults, f"overrides.{method}", source)
     data = _require(raw, "data", dict, source)
     base_dir = path.parent if path is not None else Path.cwd()
     data = {k: (str((base_dir / v).resolve()) if isinstance(v, str) and k != "kind" and not v.startswith("hub:") else v) for k, v in data.items()}

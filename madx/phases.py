@@ -21,15 +21,11 @@ from torch import nn
 import madx
 from madx.compose import Stack
 from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
-from madx.evaluate import evaluate_mlm, evaluate_ner, evaluate_qa
+from madx.evaluate import evaluate_mlm
 from madx.runtime import Runtime
 from madx.tasks.mlm import MaskedLMObjective
-from madx.tasks.ner import NERCollator, prepare_ner_features
-from madx.tasks.qa import prepare_eval_features, prepare_train_features
+from madx.tasks.registry import get_task
 from madx.train import TrainConfig, TrainResult, train
-
-TASKS = ("ner", "qa")
-
 
 @dataclass(frozen=True)
 class MLMData:
@@ -101,37 +97,12 @@ def _selecting(config: TrainConfig, metric: str, greater_is_better: bool) -> Tra
 
 def prepare_task_data(task: str, dataset: datasets.Dataset, tokenizer, train: bool, max_length: int | None = None):
     """Examples -> model features for ``task`` (NER: aligned labels; QA: sliding windows)."""
-    if task == "ner":
-        features, _ = prepare_ner_features(dataset, tokenizer, max_length or 128)
-        return features
-    if task == "qa":
-        function = prepare_train_features if train else prepare_eval_features
-        return dataset.map(
-            function, batched=True, remove_columns=dataset.column_names,
-            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length or 384, "doc_stride": min(128, (max_length or 384) // 3),
-                       "max_question_length": min(64, (max_length or 384) // 4)},
-            desc=f"QA: {'train' if train else 'eval'} windows",
-        )
-    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    spec = get_task(task)
+    return spec.prepare_features(dataset, tokenizer, train, max_length or spec.default_max_length)
 
 
 def evaluate_task(task: str, model: nn.Module, examples, features, tokenizer, runtime: Runtime, batch_size: int = 32) -> dict[str, Any]:
-    if task == "ner":
-        return evaluate_ner(model, examples, features, tokenizer, runtime, batch_size)
-    if task == "qa":
-        return evaluate_qa(model, examples, features, runtime, batch_size)
-    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-
-
-def _task_collator(task: str, tokenizer):
-    if task == "ner":
-        return NERCollator(tokenizer)
-
-    def collate(rows):
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions") if k in rows[0]]
-        return {k: torch.tensor([row[k] for row in rows]) for k in keys}
-
-    return collate
+    return get_task(task).evaluate(model, examples, features, tokenizer, runtime, batch_size)
 
 
 def train_task(
@@ -158,6 +129,7 @@ def train_task(
     def dev_metrics(model):
         return evaluate_task(task, model, dev_examples, dev_features, tokenizer, runtime, config.batch_size * 2)
 
-    result = train(model, train_features, _task_collator(task, tokenizer), _model_loss, _selecting(config, "f1", True),
+    spec = get_task(task)
+    result = train(model, train_features, spec.collator(tokenizer), _model_loss, _selecting(config, spec.select_metric, True),
                    runtime, dev_metrics, writer, progress)
     return {"train": result.to_dict(), "dev": result.best_metrics}

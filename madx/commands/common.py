@@ -19,19 +19,6 @@ def add_training_arguments(parser, lr: float, batch_size: int) -> None:
     parser.add_argument("--log-every", type=int, default=10)
 
 
-def load_data(task: str, source: str, split: str = "train"):
-    """A file path (WikiANN TSV / SQuAD JSON) or ``hub:NAME[:CONFIG]`` for users with internet."""
-    from madx.data.squad import load_squad, load_squad_hub
-    from madx.data.wikiann import load_wikiann, load_wikiann_hub
-
-    if source.startswith("hub:"):
-        name, _, config = source[4:].partition(":")
-        if task == "ner":
-            return load_wikiann_hub(config or name, split)
-        return load_squad_hub(name, split) if not config else load_squad_hub(name, split, name=config)
-    return load_wikiann(source) if task == "ner" else load_squad(source)
-
-
 def tensorboard(out: Path):
     from torch.utils.tensorboard import SummaryWriter
 

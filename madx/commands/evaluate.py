@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from madx.tasks.registry import get_task, task_names
+
 HELP = "evaluate NER F1 / QA F1+EM, with the target language's adapter swapped in"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True)
-    parser.add_argument("--task", required=True, choices=("ner", "qa"))
+    parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--test", required=True, help="WikiANN TSV / SQuAD-format JSON (e.g. XQuAD), or hub:NAME[:CONFIG]")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--language-adapter", type=Path, help="the TARGET language adapter")
@@ -27,7 +29,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     import madx
-    from madx.commands.common import load_data, write_metrics
+    from madx.commands.common import write_metrics
     from madx.commands.model_loading import load_task_model
     from madx.phases import evaluate_task, prepare_task_data
     from madx.runtime import Runtime
@@ -40,7 +42,7 @@ def run(args) -> int:
     if args.task_adapter:
         names.append(madx.load_adapter(model, args.task_adapter))
     model = model.to(runtime.device)
-    examples = load_data(args.task, args.test, "test")
+    examples = get_task(args.task).load(args.test, "test")
     features = prepare_task_data(args.task, examples, tokenizer, train=False, max_length=args.max_length)
     with madx.active(model, madx.Stack(*names) if names else None):
         metrics = evaluate_task(args.task, model, examples, features, tokenizer, runtime, args.batch_size)

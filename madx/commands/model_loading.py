@@ -4,15 +4,8 @@ from __future__ import annotations
 
 
 def load_task_model(name_or_path: str, task: str):
-    from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from madx.data.wikiann import NER_TAGS
+    from madx.tasks.registry import get_task
 
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    if task == "ner":
-        model = AutoModelForTokenClassification.from_pretrained(
-            name_or_path, num_labels=len(NER_TAGS), id2label=dict(enumerate(NER_TAGS)),
-            label2id={t: i for i, t in enumerate(NER_TAGS)})
-    else:
-        model = AutoModelForQuestionAnswering.from_pretrained(name_or_path)
-    return model, tokenizer
+    return get_task(task).load_model(name_or_path), AutoTokenizer.from_pretrained(name_or_path)

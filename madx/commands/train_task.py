@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from madx.tasks.registry import get_task, task_names
+
 HELP = "train a task adapter (or the whole model) on a source language"
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser) -> None:
     from madx.commands.common import add_training_arguments
 
     parser.add_argument("--model", required=True)
-    parser.add_argument("--task", required=True, choices=("ner", "qa"))
+    parser.add_argument("--task", required=True, choices=task_names())
     parser.add_argument("--train", required=True, help="WikiANN TSV / SQuAD JSON file, or hub:NAME[:CONFIG]")
     parser.add_argument("--dev", required=True, help="dev set for best-checkpoint selection")
     parser.add_argument("--out", required=True, type=Path)
@@ -26,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--language-adapter", type=Path, help="the source language adapter (MAD-X, MAD-X -INV)")
     parser.add_argument("--reduction-factor", type=int, default=16, help="h / task adapter size (16: 48 for XLM-R base)")
     parser.add_argument("--epochs", type=float, default=100)
-    parser.add_argument("--max-length", type=int, default=None, help="default: 128 (NER), 384 (QA)")
+    parser.add_argument("--max-length", type=int, default=None, help="default: the task's (NER 128, QA 384)")
     parser.add_argument("--max-train", type=int, default=None, help="use the first N training examples")
     add_training_arguments(parser, lr=1e-4, batch_size=16)
 
@@ -35,7 +37,7 @@ def run(args) -> int:
     import torch
 
     import madx
-    from madx.commands.common import load_data, tensorboard, write_metrics
+    from madx.commands.common import tensorboard, write_metrics
     from madx.phases import train_task
     from madx.runtime import Runtime
     from madx.train import TrainConfig
@@ -53,10 +55,11 @@ def run(args) -> int:
         setup = madx.Stack(madx.load_adapter(model, args.language_adapter), args.task)
     elif variant.uses_adapters:
         setup = madx.Stack(args.task)
-    train_examples = load_data(args.task, args.train, "train")
+    spec = get_task(args.task)
+    train_examples = spec.load(args.train, "train")
     if args.max_train:
         train_examples = train_examples.select(range(min(args.max_train, len(train_examples))))
-    dev_examples = load_data(args.task, args.dev, "validation")
+    dev_examples = spec.load(args.dev, "dev")
     config = TrainConfig(learning_rate=args.lr, batch_size=args.batch_size, num_epochs=args.epochs, seed=args.seed,
                          gradient_accumulation_steps=args.grad_accum, eval_every=args.eval_every, log_every=args.log_every)
     writer = tensorboard(args.out) if runtime.is_main_process else None

@@ -292,6 +292,14 @@ def task_heads(model: nn.Module) -> dict[str, nn.Module]:
     return {name: getattr(model, name) for name in spec.task_heads if isinstance(getattr(model, name, None), nn.Module)}
 
 
+def reset_task_heads(model: nn.Module, seed: int) -> None:
+    """Re-initialise the task heads with ``seed``, as the model initialises them at creation. HF's
+    per-module initialiser (``_init_weights``) is the only way to get each architecture's scheme."""
+    torch.manual_seed(seed)
+    for head in task_heads(model).values():
+        head.apply(model._init_weights)
+
+
 def set_trainable(
     model: nn.Module, adapters: tuple[str, ...] | list[str] = (), task_head: bool = False, base: bool = False
 ) -> list[str]:

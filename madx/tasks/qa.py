@@ -1,4 +1,5 @@
-"""Extractive QA (SQuAD -> XQuAD): the standard Hugging Face sliding-window recipe.
+"""Extractive QA (SQuAD -> XQuAD): the standard Hugging Face sliding-window recipe, evaluation
+(SQuAD v1.1 F1/EM), and the task's registry entry ``TASK``.
 
 A context longer than the window is split into overlapping windows (``max_length`` tokens,
 ``doc_stride`` tokens shared between neighbours); each window is one feature.
@@ -31,9 +32,19 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+
+from madx.data import synthetic
+from madx.data.squad import load_squad, load_squad_hub
+from madx.evaluate import sharded_predictions
+from madx.metrics import squad_scores
+from madx.runtime import Runtime
+from madx.tasks.registry import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +227,89 @@ def postprocess_qa_predictions(
         else:
             preds[eid] = contexts[ei][best_span[0] : best_span[1]].strip()
     return preds
+
+
+QA_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TRAIN_INPUTS = (*QA_MODEL_INPUTS, "start_positions", "end_positions")
+
+
+def evaluate_qa(
+    model: nn.Module, examples, features, runtime: Runtime, batch_size: int = 32, n_best: int = 20, max_answer_length: int = 30
+) -> dict[str, Any]:
+    """SQuAD v1.1 F1 / EM (official normalisation) after the standard n-best post-processing."""
+
+    def collate(rows):
+        return {k: torch.tensor([row[k] for row in rows]) for k in QA_MODEL_INPUTS if k in rows[0]}
+
+    def predict(model, batch, rows):
+        out = model(**batch)
+        starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+        return list(zip(starts, ends))
+
+    logits = sharded_predictions(model, features, collate, predict, runtime, batch_size)
+    predictions = postprocess_qa_predictions(
+        examples, features, np.stack([s for s, _ in logits]), np.stack([e for _, e in logits]), n_best, max_answer_length
+    )
+    references = {str(row["id"]): row["answers"]["text"] for row in examples}
+    scores = squad_scores(predictions=predictions, references=references)
+    return {"f1": scores["f1"], "exact_match": scores["exact_match"], "n_questions": scores["n_questions"]}
+
+
+def prepare_features(examples, tokenizer, train: bool, max_length: int = 384):
+    """Examples -> windows (training: with answer positions; evaluation: with offsets)."""
+    function = prepare_train_features if train else prepare_eval_features
+    return examples.map(
+        function, batched=True, remove_columns=examples.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "doc_stride": min(128, max_length // 3),
+                   "max_question_length": min(64, max_length // 4)},
+        desc=f"QA: {'train' if train else 'eval'} windows",
+    )
+
+
+def collate_train(rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.tensor([row[k] for row in rows]) for k in TRAIN_INPUTS if k in rows[0]}
+
+
+def _data_file(fields, language: str, split: str):
+    if split == "train":
+        return Path(fields["squad_train"])
+    if split == "dev":
+        return Path(fields["squad_dev"]) if fields.get("squad_dev") else None
+    return Path(fields["xquad"]) / f"xquad.{language}.json"
+
+
+def _write_synthetic(root, languages, sizes) -> None:
+    for language in languages:
+        synthetic.write_squad(root / "xquad" / f"xquad.{language}.json", language, sizes["qa_eval"], seed=3)
+    synthetic.write_squad(root / "squad" / "train.json", "en", sizes["qa_train"], seed=0)
+    synthetic.write_squad(root / "squad" / "dev.json", "en", sizes["qa_eval"], seed=1)
+
+
+def _load_hub(name: str, config: str | None, split: str):
+    split = {"dev": "validation", "test": "validation"}.get(split, split)  # XQuAD has only "validation"
+    return load_squad_hub(name, split, name=config) if config else load_squad_hub(name, split)
+
+
+TASK = TaskSpec(
+    name="qa",
+    title="Extractive question answering (SQuAD v1.1 -> XQuAD)",
+    model_class="AutoModelForQuestionAnswering",
+    data_fields=("squad_train", "squad_dev", "xquad"),
+    load_file=load_squad,
+    load_hub=_load_hub,
+    data_file=_data_file,
+    prepare_features=prepare_features,
+    collator=lambda tokenizer: collate_train,
+    evaluate=lambda model, examples, features, tokenizer, runtime, batch_size=32: evaluate_qa(
+        model, examples, features, runtime, batch_size),
+    select_metric="f1",
+    metrics=("f1", "exact_match"),
+    default_max_length=384,
+    example_noun="questions",
+    hyperparameters={"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
+                     "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
+    write_synthetic=_write_synthetic,
+    synthetic_fields={"squad_train": "squad/train.json", "squad_dev": "squad/dev.json", "xquad": "xquad"},
+    assumed_train_examples=lambda language: 88000,
+    assumed_tokens_per_example=200,
+)
