@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 import madx
+from madx.adapters.config import AdapterConfig
 from madx.compose import Stack
 from madx.data import synthetic
 from madx.data.tokenizer import build_tiny_tokenizer
@@ -177,8 +178,7 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         config = _train_config(hyper, hyper["lr_adapters"], hyper["batch_size"], seed, steps=hyper["steps"])
         out = train_language_adapter(model, p["language"], corpus, tokenizer, config, ctx.runtime,
                                      invertible=p["mode"] == "adapter+inv",
-                                     reduction_factor=adapters["language_reduction_factor"],
-                                     invertible_reduction_factor=adapters["invertible_reduction_factor"],
+                                     adapters=AdapterConfig.from_dict(adapters),
                                      data=data, writer=writer, progress=report)
         madx.save_adapter(model, p["language"], workspace / "adapter")
         madx.detach(model)
@@ -197,8 +197,7 @@ def _load_task_data(job, ctx: JobContext, task: str, language: str, split: str):
 
 def _load_language_adapter(job, ctx: JobContext, model, variant, language: str) -> None:
     """The language adapter (+ invertible adapter for MAD-X) that ``language``'s MLM job trained."""
-    mode = "adapter+inv" if variant.invertible_adapters else "adapter"
-    madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=language, mode=mode).id) / "adapter")
+    madx.load_adapter(model, ctx.store.artifacts(ctx.dep(job, "mlm", language=language, mode=variant.mlm_mode).id) / "adapter")
 
 
 def _limit(dataset, n):
@@ -236,7 +235,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         setup = variant.task_setup(source, task)
         torch.manual_seed(seed)
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, setup, task_adapter=task,
-                         reduction_factor=p["adapters"]["task_reduction_factor"], max_length=hyper["max_length"], writer=writer, progress=report)
+                         adapters=AdapterConfig.from_dict(p["adapters"]), max_length=hyper["max_length"], writer=writer, progress=report)
         madx.save_adapter(model, task, workspace / "task_adapter")
         madx.detach(model)
     else:

@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.suite import Suite
 from madx.tasks.registry import get_task
-from madx.variants import get_variant
+from madx.variants import VARIANTS, get_variant
 
 # bump a kind's version when its results change meaning: old results are then not reused
 JOB_VERSIONS = {"prepare": 1, "mlm": 1, "task": 1, "eval": 1}
@@ -63,17 +63,23 @@ def build_graph(suite: Suite) -> list[Job]:
         prepare = add(Job.make("prepare", "prepare", {"model": suite.model, "data": suite.data}))
     base_deps = (prepare.id,) if prepare else ()
 
-    mlm_jobs: dict[tuple[str, str], Job] = {}
+    def mlm_settings(method: str) -> tuple[dict, dict]:
+        hyper = suite.hyper(method)
+        return hyper["mlm"], hyper["adapters"]
 
-    def mlm_job(language: str, mode: str) -> Job:
-        key = (language, mode)
-        if key not in mlm_jobs:
-            method_for_hyper = {"adapter+inv": "madx", "adapter": "madx-inv", "full": "mlm-trg"}[mode]
-            hyper = suite.hyper(method_for_hyper)
-            params = {**_model_params(suite), "language": language, "mode": mode, "mlm": hyper["mlm"],
-                      "adapters": hyper["adapters"], "text": suite.data.get("text")}
-            mlm_jobs[key] = add(Job.make("mlm", f"mlm/{language}/{mode}", params, base_deps))
-        return mlm_jobs[key]
+    def mlm_job(language: str, method: str) -> Job:
+        """The MLM job ``method`` needs on ``language``. Methods of one MLM mode (MLM-SRC and MLM-TRG
+        both train the full model) share the job while their MLM settings agree; a method whose
+        suite override changes them gets its own job, named after it."""
+        mode = get_variant(method).mlm_mode
+        mlm, adapters = mlm_settings(method)
+        params = {**_model_params(suite), "language": language, "mode": mode, "mlm": mlm, "adapters": adapters,
+                  "text": suite.data.get("text")}
+        first_of_mode = next(v.name for v in VARIANTS.values() if v.mlm_mode == mode)
+        name = f"mlm/{language}/{mode}"
+        if (mlm, adapters) != mlm_settings(first_of_mode):
+            name += f"/{method}"
+        return add(Job.make("mlm", name, params, base_deps))
 
     text_dir = suite.data.get("text")
 
@@ -87,7 +93,7 @@ def build_graph(suite: Suite) -> list[Job]:
         for method in suite.methods[task]:
             variant = get_variant(method)
             hyper = suite.hyper(method)
-            mode = "adapter+inv" if variant.invertible_adapters else "adapter" if variant.language_adapters else "full" if variant.full_model_mlm else None
+            mode = variant.mlm_mode
             for source in suite.sources[task]:
                 if mode is not None and not has_text(source):
                     continue
@@ -97,12 +103,8 @@ def build_graph(suite: Suite) -> list[Job]:
                     pairs = [(None, seed) for seed in suite.seeds]
                 for mlm_target, seed in pairs:
                     deps = list(base_deps)
-                    if mode in ("adapter+inv", "adapter"):
-                        deps.append(mlm_job(source, mode).id)
-                    elif variant.full_model_mlm == "source":
-                        deps.append(mlm_job(source, "full").id)
-                    elif variant.full_model_mlm == "target":
-                        deps.append(mlm_job(mlm_target, "full").id)
+                    if mode is not None:
+                        deps.append(mlm_job(mlm_target if variant.full_model_mlm == "target" else source, method).id)
                     params = {**_model_params(suite), "task": task, "method": method, "source": source, "seed": seed,
                               "hyper": hyper[task], "adapters": hyper["adapters"], "data": _task_data(suite, task),
                               "mlm_target": mlm_target}
@@ -113,8 +115,8 @@ def build_graph(suite: Suite) -> list[Job]:
                         targets = [t for t in targets if has_text(t)]
                     for target in targets:
                         eval_deps = [*base_deps, task_job.id]
-                        if mode in ("adapter+inv", "adapter"):
-                            eval_deps.append(mlm_job(target, mode).id)
+                        if variant.language_adapters:
+                            eval_deps.append(mlm_job(target, method).id)
                         eval_params = {**params, "target": target, "mlm_target": mlm_target}
                         add(Job.make("eval", f"eval/{task}/{source}->{target}/{method}/seed{seed}", eval_params, tuple(eval_deps)))
     order = {"prepare": 0, "mlm": 1, "task": 2, "eval": 3}

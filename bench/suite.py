@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from madx.adapters.config import AdapterConfig
 from madx.data.languages import get_language
 from madx.runtime import COMPILE, MIXED_PRECISION
 from madx.tasks.registry import UnknownTaskError, get_task, task_names
@@ -24,7 +25,7 @@ from madx.variants import VARIANTS
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 _SHARED_DEFAULTS: dict[str, Any] = {
-    "adapters": {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 16},
+    "adapters": AdapterConfig().to_dict(),
     "mlm": {"steps": 250000, "batch_size": 64, "lr_adapters": 1e-4, "lr_full_model": 5e-5, "max_seq_length": 256,
             "eval_every": 10000},
     # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO;

@@ -2,7 +2,8 @@
 
 The paper counts weight matrices only: per layer a language adapter adds 2·h·d_lang, a task
 adapter 2·h·d_task, and the invertible adapter adds 4·(h/2)·(h/4) once (F and G, each a down and
-an up projection). For XLM-R base (h=768, 12 layers, d=384/48) that is 8,257,536 (MAD-X),
+an up projection). The counts are read off the real adapter modules, built on the meta device
+(shapes, no memory), so they cannot drift from what ``madx`` adds. For XLM-R base (h=768, 12 layers, d=384/48) that is 8,257,536 (MAD-X),
 7,962,624 (–INV) and 884,736 (–LAD –INV); with 270M as the base size: 3.05 / 2.94 / 0.32 %
 (the paper truncates to two decimals). ``with_bias`` adds the bias vectors.
 """
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
+from madx.adapters.config import AdapterConfig
+from madx.adapters.sets import AdapterSet
 from madx.variants import VARIANTS, Variant
 
 PAPER_BASE_PARAMETERS = 270_000_000  # "XLM-R Base (270M)" in the paper's Table 4
@@ -33,13 +36,6 @@ ARCH_PRESETS: dict[str, dict] = {
         intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2,
     ),
 }
-
-
-@dataclass(frozen=True)
-class AdapterDims:
-    language_reduction_factor: int = 2  # 384 for h=768
-    invertible_reduction_factor: int = 2  # F, G: h/2 -> h/4 -> h/2
-    task_reduction_factor: int = 16  # 48 for h=768
 
 
 @dataclass(frozen=True)
@@ -67,18 +63,16 @@ def count_base_parameters(config: PretrainedConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def added_parameters(variant: Variant, hidden: int, layers: int, dims: AdapterDims, with_bias: bool) -> int:
-    total = 0
-    if variant.language_adapters:
-        d = hidden // dims.language_reduction_factor
-        total += layers * (2 * hidden * d + (d + hidden if with_bias else 0))
-    if variant.invertible_adapters:
-        half, d = hidden // 2, hidden // 2 // dims.invertible_reduction_factor
-        total += 2 * (2 * half * d + (d + half if with_bias else 0))
-    if variant.task_adapter:
-        d = hidden // dims.task_reduction_factor
-        total += layers * (2 * hidden * d + (d + hidden if with_bias else 0))
-    return total
+def added_parameters(variant: Variant, hidden: int, layers: int, config: AdapterConfig, with_bias: bool) -> int:
+    """What ``variant`` adds, counted on the adapter sets it loads (weight matrices, + biases with ``with_bias``)."""
+    sets = []
+    with torch.device("meta"):
+        if variant.language_adapters:
+            invertible = config.invertible_size(hidden) if variant.invertible_adapters else None
+            sets.append(AdapterSet("language", layers, hidden, config.language_size(hidden), invertible))
+        if variant.task_adapter:
+            sets.append(AdapterSet("task", layers, hidden, config.task_size(hidden)))
+    return sum(p.numel() for s in sets for p in s.parameters() if with_bias or p.ndim > 1)
 
 
 def truncate(value: float, decimals: int = 2) -> float:
@@ -86,15 +80,15 @@ def truncate(value: float, decimals: int = 2) -> float:
     return math.floor(value * scale) / scale
 
 
-def parameter_table(arch: str, dims: AdapterDims = AdapterDims()) -> list[ParameterCount]:
-    config = config_for(arch)
-    base = count_base_parameters(config)
+def parameter_table(arch: str, config: AdapterConfig = AdapterConfig()) -> list[ParameterCount]:
+    model_config = config_for(arch)
+    base = count_base_parameters(model_config)
     rows = []
     for variant in VARIANTS.values():
         if not variant.uses_adapters:
             continue
-        added = added_parameters(variant, config.hidden_size, config.num_hidden_layers, dims, with_bias=False)
-        with_bias = added_parameters(variant, config.hidden_size, config.num_hidden_layers, dims, with_bias=True)
+        added = added_parameters(variant, model_config.hidden_size, model_config.num_hidden_layers, config, with_bias=False)
+        with_bias = added_parameters(variant, model_config.hidden_size, model_config.num_hidden_layers, config, with_bias=True)
         rows.append(
             ParameterCount(
                 variant=variant.name,

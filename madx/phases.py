@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import madx
+from madx.adapters.config import AdapterConfig
 from madx.compose import Stack
 from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
 from madx.evaluate import evaluate_mlm
@@ -69,12 +70,12 @@ def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runt
 
 def train_language_adapter(
     model: nn.Module, language: str, corpus, tokenizer, config: TrainConfig, runtime: Runtime,
-    invertible: bool = True, reduction_factor: int = 2, invertible_reduction_factor: int = 2,
+    invertible: bool = True, adapters: AdapterConfig = AdapterConfig(),
     data: MLMData = MLMData(), writer=None, progress=None,
 ) -> dict[str, Any]:
     """``model``: a *ForMaskedLM model. Adds adapter ``language``, trains it, leaves it active."""
     config = _selecting(config, "loss", greater_is_better=False)
-    madx.add_language_adapter(model, language, reduction_factor, invertible, invertible_reduction_factor)
+    madx.add_language_adapter(model, language, adapters, invertible)
     madx.set_trainable(model, adapters=[language])
     madx.set_active(model, Stack(language))
     result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress)
@@ -107,7 +108,7 @@ def evaluate_task(task: str, model: nn.Module, examples, features, tokenizer, ru
 
 def train_task(
     model: nn.Module, task: str, train_examples, dev_examples, tokenizer, config: TrainConfig, runtime: Runtime,
-    setup: Stack | None, task_adapter: str | None = None, reduction_factor: int = 16, max_length: int | None = None,
+    setup: Stack | None, task_adapter: str | None = None, adapters: AdapterConfig = AdapterConfig(), max_length: int | None = None,
     writer=None, progress=None,
 ) -> dict[str, Any]:
     """Train ``task`` on ``model`` (a *ForTokenClassification / *ForQuestionAnswering model).
@@ -117,7 +118,7 @@ def train_task(
     fixed. Without it the whole model trains (baselines). Returns with the best dev checkpoint.
     """
     if task_adapter is not None:
-        madx.add_task_adapter(model, task_adapter, reduction_factor)
+        madx.add_task_adapter(model, task_adapter, adapters)
         madx.set_trainable(model, adapters=[task_adapter], task_head=True)
     else:
         madx.set_trainable(model, base=True)

@@ -19,6 +19,10 @@ from typing import Literal
 from madx.compose.stack import Stack
 
 
+# MLM jobs: a language adapter with its invertible adapter, one without, or the whole model
+MLM_MODES = ("adapter+inv", "adapter", "full")
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -35,6 +39,13 @@ class Variant:
             raise ValueError(f"{self.name}: language adapters need a task adapter on top")
         if self.full_model_mlm and self.task_adapter:
             raise ValueError(f"{self.name}: full-model MLM baselines fine-tune the whole model")
+
+    @property
+    def mlm_mode(self) -> str | None:
+        """What the method trains with MLM on a language's text (one of ``MLM_MODES``), or None."""
+        if self.language_adapters:
+            return "adapter+inv" if self.invertible_adapters else "adapter"
+        return "full" if self.full_model_mlm else None
 
     @property
     def uses_adapters(self) -> bool:

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from madx.params import added_parameters, AdapterDims, parameter_table, truncate
+from madx.adapters import AdapterConfig
+from madx.params import added_parameters, parameter_table, truncate
 from madx.variants import VARIANTS
 
 
@@ -23,7 +24,16 @@ def test_xlmr_base_matches_the_papers_table4_exactly():
 
 def test_baselines_add_nothing():
     for name in ("full-ft", "mlm-src", "mlm-trg"):
-        assert added_parameters(VARIANTS[name], 768, 12, AdapterDims(), with_bias=True) == 0
+        assert added_parameters(VARIANTS[name], 768, 12, AdapterConfig(), with_bias=True) == 0
+
+
+def test_counts_follow_the_config_and_reject_sizes_that_do_not_divide():
+    rows = {row.variant: row for row in parameter_table("xlm-roberta-base", AdapterConfig(task_reduction_factor=8))}
+    assert rows["madx-lad-inv"].added == 12 * 2 * 768 * 96
+    with pytest.raises(ValueError, match="task_reduction_factor=7 must divide the size 768"):
+        parameter_table("xlm-roberta-base", AdapterConfig(task_reduction_factor=7))
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        AdapterConfig(language_reduction_factor=0)
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaForQ
 
 import madx
 from madx import Stack
+from madx.adapters import AdapterConfig
 from madx.data import synthetic
 from madx.data.squad import load_squad
 from madx.data.tokenizer import build_tiny_tokenizer
@@ -38,7 +39,7 @@ def test_ner_task_adapter_overfits_its_training_sentences(tmp_path, tokenizer):
                                                          label2id={t: i for i, t in enumerate(NER_TAGS)}))
     runtime = Runtime.local("cpu")
     config = TrainConfig(learning_rate=1e-2, batch_size=8, num_epochs=60, log_every=30, eval_every=60)
-    out = train_task(model, "ner", examples, examples, tokenizer, config, runtime, setup=Stack("ner"), task_adapter="ner", reduction_factor=2)
+    out = train_task(model, "ner", examples, examples, tokenizer, config, runtime, setup=Stack("ner"), task_adapter="ner", adapters=AdapterConfig(task_reduction_factor=2))
     assert out["dev"]["f1"] >= 90.0, out["dev"]
     features = prepare_task_data("ner", examples, tokenizer, train=False)
     assert evaluate_task("ner", model, examples, features, tokenizer, runtime)["f1"] == pytest.approx(out["dev"]["f1"])

@@ -8,25 +8,27 @@ or a hub name when online).
 from __future__ import annotations
 
 import json
+from dataclasses import fields
+
+from madx.adapters.config import AdapterConfig
 
 HELP = "added parameters per variant (the paper's Table 4)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--arch", default="xlm-roberta-base", help="preset name, model directory or hub name")
-    parser.add_argument("--language-reduction-factor", type=int, default=2)
-    parser.add_argument("--invertible-reduction-factor", type=int, default=2)
-    parser.add_argument("--task-reduction-factor", type=int, default=16)
+    for f in fields(AdapterConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=f.default, help=f.metadata["help"])
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args) -> int:
-    from madx.params import AdapterDims, format_table, parameter_table, table_as_json
+    from madx.params import format_table, parameter_table, table_as_json
 
-    dims = AdapterDims(args.language_reduction_factor, args.invertible_reduction_factor, args.task_reduction_factor)
-    rows = parameter_table(args.arch, dims)
+    config = AdapterConfig(**{f.name: getattr(args, f.name) for f in fields(AdapterConfig)})
+    rows = parameter_table(args.arch, config)
     if args.json:
-        print(json.dumps({"arch": args.arch, "dims": dims.__dict__, "rows": table_as_json(rows)}, indent=2))
+        print(json.dumps({"arch": args.arch, "dims": config.to_dict(), "rows": table_as_json(rows)}, indent=2))
     else:
         print(format_table(args.arch, rows))
     return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from madx.adapters.config import AdapterConfig
+
 HELP = "train a language adapter (+ invertible adapter) with MLM"
 
 
@@ -21,7 +23,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text", nargs="+", required=True, help="text files (one document per line) or hub:NAME")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--no-invertible", action="store_true", help="MAD-X -INV: no invertible adapter")
-    parser.add_argument("--reduction-factor", type=int, default=2, help="h / adapter size (2: 384 for XLM-R base)")
+    parser.add_argument("--reduction-factor", type=int, default=AdapterConfig.language_reduction_factor,
+                        help=AdapterConfig.help("language_reduction_factor"))
+    parser.add_argument("--invertible-reduction-factor", type=int, default=AdapterConfig.invertible_reduction_factor,
+                        help=AdapterConfig.help("invertible_reduction_factor"))
     parser.add_argument("--steps", type=int, default=250000, help="the paper trains 250k steps")
     parser.add_argument("--max-seq-length", type=int, default=256)
     add_training_arguments(parser, lr=1e-4, batch_size=64)
@@ -50,7 +55,9 @@ def run(args) -> int:
     writer = tensorboard(args.out) if runtime.is_main_process else None
     progress = (lambda r: print(f"step {r['step']} loss {r['loss']:.4f} {r['tokens_per_s']:.0f} tok/s", flush=True)) if runtime.is_main_process else None
     result = train_language_adapter(model, args.language, corpus, tokenizer, config, runtime,
-                                    invertible=not args.no_invertible, reduction_factor=args.reduction_factor,
+                                    invertible=not args.no_invertible,
+                                    adapters=AdapterConfig(language_reduction_factor=args.reduction_factor,
+                                                           invertible_reduction_factor=args.invertible_reduction_factor),
                                     data=MLMData(max_seq_length=args.max_seq_length), writer=writer, progress=progress)
     if runtime.is_main_process:
         madx.save_adapter(runtime.unwrap(model), args.language, args.out / "adapter")

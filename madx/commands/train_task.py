@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from madx.adapters.config import AdapterConfig
+
 from madx.tasks.registry import get_task, task_names
 
 HELP = "train a task adapter (or the whole model) on a source language"
@@ -26,7 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--method", default="madx", choices=("madx", "madx-inv", "madx-lad-inv", "full-ft"))
     parser.add_argument("--language-adapter", type=Path, help="the source language adapter (MAD-X, MAD-X -INV)")
-    parser.add_argument("--reduction-factor", type=int, default=16, help="h / task adapter size (16: 48 for XLM-R base)")
+    parser.add_argument("--reduction-factor", type=int, default=AdapterConfig.task_reduction_factor,
+                        help=AdapterConfig.help("task_reduction_factor"))
     parser.add_argument("--epochs", type=float, default=100)
     parser.add_argument("--max-length", type=int, default=None, help="default: the task's (NER 128, QA 384)")
     parser.add_argument("--max-train", type=int, default=None, help="use the first N training examples")
@@ -65,7 +68,7 @@ def run(args) -> int:
     writer = tensorboard(args.out) if runtime.is_main_process else None
     progress = (lambda r: print(f"step {r['step']} loss {r['loss']:.4f} {r['tokens_per_s']:.0f} tok/s", flush=True)) if runtime.is_main_process else None
     result = train_task(model, args.task, train_examples, dev_examples, tokenizer, config, runtime, setup,
-                        task_adapter=args.task if variant.uses_adapters else None, reduction_factor=args.reduction_factor,
+                        task_adapter=args.task if variant.uses_adapters else None, adapters=AdapterConfig(task_reduction_factor=args.reduction_factor),
                         max_length=args.max_length, writer=writer, progress=progress)
     if runtime.is_main_process:
         model = runtime.unwrap(model)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from madx.adapters.config import AdapterConfig
 from madx.adapters.sets import AdapterSet
 from madx.compose.stack import Stack
 from madx.inject.layer import adapted_layer_output
@@ -207,30 +208,18 @@ def add_adapter(
 
 
 def add_language_adapter(
-    model: nn.Module, name: str, reduction_factor: int = 2, invertible: bool = True, invertible_reduction_factor: int = 2
+    model: nn.Module, name: str, config: AdapterConfig = AdapterConfig(), invertible: bool = True
 ) -> AdapterSet:
-    """A language adapter of dimension h / reduction_factor (MAD-X: 384 for h=768) and, with
-    ``invertible``, an invertible adapter whose F and G are h/2 -> h/2/invertible_reduction_factor -> h/2
-    (MAD-X: 384 -> 192 -> 384)."""
+    """A language adapter (MAD-X: 384 for h=768) and, with ``invertible``, an invertible adapter
+    whose F and G are h/2 -> k -> h/2 (MAD-X: 384 -> 192 -> 384); sizes from ``config``."""
     hidden = model.config.hidden_size
-    return add_adapter(
-        model,
-        name,
-        "language",
-        _divide(hidden, reduction_factor, "reduction_factor"),
-        _divide(hidden // 2, invertible_reduction_factor, "invertible_reduction_factor") if invertible else None,
-    )
+    invertible_size = config.invertible_size(hidden) if invertible else None
+    return add_adapter(model, name, "language", config.language_size(hidden), invertible_size)
 
 
-def add_task_adapter(model: nn.Module, name: str, reduction_factor: int = 16) -> AdapterSet:
-    """A task adapter of dimension h / reduction_factor (MAD-X: 48 for h=768)."""
-    return add_adapter(model, name, "task", _divide(model.config.hidden_size, reduction_factor, "reduction_factor"))
-
-
-def _divide(size: int, factor: int, what: str) -> int:
-    if factor <= 0 or size % factor:
-        raise ValueError(f"{what}={factor} must divide the size {size}")
-    return size // factor
+def add_task_adapter(model: nn.Module, name: str, config: AdapterConfig = AdapterConfig()) -> AdapterSet:
+    """A task adapter (MAD-X: 48 for h=768); size from ``config``."""
+    return add_adapter(model, name, "task", config.task_size(model.config.hidden_size))
 
 
 def delete_adapter(model: nn.Module, name: str) -> None:

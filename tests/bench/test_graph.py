@@ -57,3 +57,40 @@ def test_languages_without_mlm_text_get_no_adapter_jobs(tmp_path):
     assert "eval/ner/en->en/madx/seed1" in names and "eval/ner/en->cdo/madx/seed1" not in names
     assert "eval/ner/en->cdo/madx-lad-inv/seed1" in names  # needs no target language adapter
     assert "mlm/cdo/adapter+inv" not in names
+
+
+def test_an_override_of_mlm_src_mlm_settings_gets_its_own_mlm_job(tmp_path):
+    """Regression: the full-model MLM job used to be keyed by (language, mode) with mlm-trg's settings,
+    so a suite override of mlm-src's MLM settings was silently ignored."""
+    import yaml
+
+    def graph(overrides):
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "t", "model": "xlm-roberta-base", "data": {"wikiann": str(tmp_path)}, "seeds": [1],
+            "tasks": {"ner": {"sources": ["en"], "targets": ["en", "qu"], "methods": ["mlm-src", "mlm-trg"]}},
+            "overrides": overrides}))
+        jobs = build_graph(load_suite(str(path)))
+        return jobs, {j.id: j for j in jobs}
+
+    jobs, by_id = graph({})
+    shared = [j for j in jobs if j.kind == "mlm" and j.params["language"] == "en"]
+    assert len(shared) == 1, "without overrides MLM-SRC and MLM-TRG share the full-model MLM job"
+
+    jobs, by_id = graph({"mlm-src": {"mlm": {"steps": 7}}})
+    src_task = next(j for j in jobs if j.name == "ner/en/mlm-src/seed1")
+    (src_mlm,) = [by_id[d] for d in src_task.deps if by_id[d].kind == "mlm"]
+    assert src_mlm.params["mlm"]["steps"] == 7
+    trg_task = next(j for j in jobs if j.name == "ner/en->en/mlm-trg/seed1")
+    (trg_mlm,) = [by_id[d] for d in trg_task.deps if by_id[d].kind == "mlm"]
+    assert trg_mlm.params["mlm"]["steps"] == 250000
+    assert {src_mlm.name, trg_mlm.name} == {"mlm/en/full", "mlm/en/full/mlm-trg"}
+    assert len({j.name for j in jobs}) == len(jobs), "job names stay unique"
+
+
+def test_job_ids_of_shipped_suites_did_not_change():
+    """Existing run directories must resume: the registry/adapter-config refactor kept every job id."""
+    jobs = build_graph(load_suite("smoke"))
+    by_name = {j.name: j.id for j in jobs}
+    assert len(jobs) == 100
+    assert by_name["mlm/qu/adapter+inv"] == "a884532194734b8718e7"  # the id before the refactor

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import madx
+from madx.adapters import AdapterConfig
 from madx.data import synthetic
 from madx.data.tokenizer import build_tiny_tokenizer
 from madx.evaluate import sharded_predictions
@@ -85,7 +86,7 @@ def test_a_third_task_trains_and_evaluates_through_the_phases(pos_task):
                        id2label=dict(enumerate(POS_TAGS)), label2id={t: i for i, t in enumerate(POS_TAGS)})
     config = TrainConfig(learning_rate=1e-2, batch_size=8, num_epochs=40, log_every=20, eval_every=30)
     out = train_task(model, "pos", examples, examples, tokenizer, config, Runtime.local("cpu"),
-                     setup=madx.Stack("pos"), task_adapter="pos", reduction_factor=2)
+                     setup=madx.Stack("pos"), task_adapter="pos", adapters=AdapterConfig(task_reduction_factor=2))
     assert out["dev"]["accuracy"] >= 90.0, out["dev"]
     features = prepare_task_data("pos", examples, tokenizer, train=False)
     again = evaluate_task("pos", model, examples, features, tokenizer, Runtime.local("cpu"))
