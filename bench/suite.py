@@ -9,6 +9,7 @@ to the suite file, so one suite runs on any machine where its data lies.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -201,7 +202,6 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
         task_methods = _require(spec, "methods", list, source, f"tasks.{task}.")
         for method in task_methods:
             if method not in VARIANTS:
-                import difflib
                 near = difflib.get_close_matches(str(method), VARIANTS, n=1)
                 hint = f" Did you mean {near[0]!r}?" if near else ""
                 raise SuiteError(f"{source}: tasks.{task}.methods: unknown method {method!r}; known: {', '.join(VARIANTS)}.{hint}")

@@ -16,18 +16,19 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
+from bench.execute import RUNNERS, JobContext
+from bench.graph import Job
+from bench.store import RunStore
+from madx.atomic import atomic_write_json
+from madx.runtime import Runtime
+
 
 def main(argv: list[str]) -> int:
     spec_path = Path(argv[0])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-
-    import torch
-
-    from bench.execute import RUNNERS, JobContext
-    from bench.graph import Job
-    from bench.store import RunStore
-    from madx.atomic import atomic_write_json
-    from madx.runtime import Runtime
 
     torch.set_num_threads(spec["cpu_threads"])
     jobs = [Job(**record) for record in [spec["job"], *spec["deps"]]]
@@ -41,8 +42,6 @@ def main(argv: list[str]) -> int:
     if runtime.is_main_process:
         output.setdefault("cost", {})["zero"] = {"stage": spec["zero_stage"], "processes": runtime.num_processes}
         atomic_write_json(spec_path.parent / "output.json", output)
-    import torch.distributed as dist
-
     dist.barrier()
     return 0
 

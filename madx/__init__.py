@@ -12,8 +12,9 @@
 
 __version__ = "0.1.0"
 
-from madx.compose import Stack, active
+from madx.compose import Stack
 from madx.inject import (
+    active,
     add_language_adapter,
     add_task_adapter,
     adapter_names,

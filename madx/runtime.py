@@ -9,12 +9,17 @@ their own jobs and must not join a collective. ``Runtime.distributed()`` hands e
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from accelerate.utils import gather_object
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 # torch.compile of the MLM step: "auto" compiles on CUDA only (on CPU, compiling costs more than it
@@ -46,8 +51,6 @@ class Runtime:
 
     @classmethod
     def distributed(cls, mixed_precision: str = "no", compile: str = "auto", **accelerator_kwargs) -> "Runtime":
-        from accelerate import Accelerator
-
         # without CUDA, accelerate only forms a (gloo) process group when told it runs on CPU
         accelerator_kwargs.setdefault("cpu", not torch.cuda.is_available())
         accelerator = Accelerator(mixed_precision=mixed_precision, **accelerator_kwargs)
@@ -120,8 +123,6 @@ class Runtime:
         """Concatenate per-process lists (in rank order) on every process."""
         if self.accelerator is None or self.accelerator.num_processes == 1:
             return list(objects)
-        from accelerate.utils import gather_object
-
         return gather_object(objects)
 
     def reset_peak_memory(self) -> None:
@@ -148,10 +149,7 @@ class DeepSpeedRuntime(Runtime):
 
     def __init__(self, zero_stage: int, mixed_precision: str = "no", gradient_clipping: float = 1.0,
                  compile: str = "auto"):
-        import os
-
-        import deepspeed
-        import torch.distributed as dist
+        import deepspeed  # the optional extra madx-bench[deepspeed]: imported only by the runtime that needs it
 
         if zero_stage not in (1, 2):
             raise ValueError(f"ZeRO stage {zero_stage} is not supported here (1 or 2: parameters stay whole on each rank)")
@@ -178,8 +176,7 @@ class DeepSpeedRuntime(Runtime):
         return self.rank
 
     def prepare(self, model, optimizer, loader):
-        import deepspeed
-        from torch.utils.data import DataLoader, DistributedSampler
+        import deepspeed  # optional extra, see __init__
 
         config = {
             "train_micro_batch_size_per_gpu": loader.batch_size,
@@ -212,15 +209,11 @@ class DeepSpeedRuntime(Runtime):
         return getattr(model, "module", model)
 
     def sum_across_processes(self, value: int) -> int:
-        import torch.distributed as dist
-
         tensor = torch.tensor([value], dtype=torch.long, device=self.device)
         dist.all_reduce(tensor)
         return int(tensor.item())
 
     def gather_objects(self, objects: list) -> list:
-        import torch.distributed as dist
-
         gathered: list = [None] * self.world
         dist.all_gather_object(gathered, list(objects))
         return [item for part in gathered for item in part]

@@ -1,3 +1,4 @@
+from madx.inject.context import active
 from madx.inject.model import (
     add_adapter,
     add_language_adapter,
@@ -17,6 +18,7 @@ from madx.inject.model import (
 from madx.inject.spec import ARCHITECTURES, ArchitectureSpec, spec_for_model_type
 
 __all__ = [
+    "active",
     "ARCHITECTURES",
     "ArchitectureSpec",
     "add_adapter",

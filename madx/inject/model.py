@@ -12,7 +12,7 @@ of hooks:
 
 With no active setup every hook returns ``None``, so the base computation is untouched, and
 ``detach(model)`` removes the hooks and the submodule: the model is then the original, bit for bit.
-The active setup is per model and only changes through ``set_active`` / ``madx.compose.active``.
+The active setup is per model and only changes through ``set_active`` / ``madx.active``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Use the functions directly, or as offline `evaluate` modules:
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from madx.metrics.ner import ner_scores
@@ -20,8 +21,6 @@ _MODULES_DIR = Path(__file__).resolve().parent / "evaluate_modules"
 def evaluate_module_path(name: str) -> str:
     """Local path of one of `EVALUATE_MODULES`, to pass to `evaluate.load` (works without network)."""
     if name not in EVALUATE_MODULES:
-        import difflib
-
         close = difflib.get_close_matches(name, EVALUATE_MODULES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown evaluate module {name!r}.{hint} Available: {', '.join(EVALUATE_MODULES)}")
