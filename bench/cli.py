@@ -101,9 +101,13 @@ def _size_assumptions(suite) -> str:
 
 def run_plan(args) -> int:
     from bench.graph import build_graph
-    from bench.suite import load_suite
+    from bench.suite import SuiteError, load_suite
 
-    suite = load_suite(args.suite, check_paths=False)
+    try:
+        suite = load_suite(args.suite, check_paths=False)
+    except SuiteError as error:
+        print(f"invalid suite: {error}", file=sys.stderr)
+        return 2
     jobs = build_graph(suite)
     est = estimate(suite, jobs)
     hours = {k: v / args.throughput / 3600 for k, v in est["training_tokens"].items()}

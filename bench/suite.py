@@ -139,7 +139,10 @@ def _require(raw: dict, key: str, kind, source: str, where: str = ""):
 CHOICES: dict[str, tuple[Any, ...]] = {
     "runtime.mixed_precision": MIXED_PRECISION,
     "runtime.compile": (*COMPILE, True, False),
+    "runtime.zero_stage": (1, 2),
 }
+TOP_LEVEL_KEYS = ("name", "model", "data", "tasks", "seeds", "mlm_trg_seeds", "hyperparameters", "overrides", "notes")
+SYNTHETIC_SIZES = ("ner_train", "ner_dev", "ner_test", "text_lines", "qa_train", "qa_eval")
 
 
 def compile_setting(value: str | bool) -> str:
@@ -151,7 +154,7 @@ def _check_hyper(value: Any, default: Any, where: str, source: str) -> None:
     setting = where.split(".", 1)[1] if "." in where else ""
     if setting in CHOICES:
         if value not in CHOICES[setting]:
-            shown = ", ".join(str(c).lower() if isinstance(c, bool) else c for c in CHOICES[setting])
+            shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in CHOICES[setting])
             raise SuiteError(f"{source}: {where} must be one of {shown}, got {value!r}")
         return
     if isinstance(default, dict):
@@ -163,8 +166,10 @@ def _check_hyper(value: Any, default: Any, where: str, source: str) -> None:
             _check_hyper(sub, default[key], f"{where}.{key}", source)
         return
     if value is None or default is None:
-        if value is not None and not isinstance(value, (int, float)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise SuiteError(f"{source}: {where} must be a number or null, got {value!r}")
+        if value is not None and not value > 0:
+            raise SuiteError(f"{source}: {where} must be positive or null, got {value!r}")
         return
     if isinstance(default, bool) or isinstance(default, str):
         if type(value) is not type(default):
@@ -174,9 +179,39 @@ def _check_hyper(value: Any, default: Any, where: str, source: str) -> None:
             raise SuiteError(f"{source}: {where} must be a number, got {value!r}")
         if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
             raise SuiteError(f"{source}: {where} must be a whole number, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not value > 0:
+        raise SuiteError(f"{source}: {where} must be positive, got {value!r}")  # every size, rate and count here
+
+
+def _did_you_mean(word: str, known) -> str:
+    near = difflib.get_close_matches(str(word), list(known), n=1)
+    return f" Did you mean {near[0]!r}?" if near else ""
+
+
+def _check_synthetic(data: dict, source: str) -> None:
+    languages = data.get("languages")
+    if not isinstance(languages, list) or not languages:
+        raise SuiteError(f"{source}: data.languages must be a non-empty list for a synthetic suite, got {languages!r}")
+    for lang in languages:
+        try:
+            get_language(lang)  # also keeps file names derived from it inside the run directory
+        except (KeyError, TypeError) as error:
+            raise SuiteError(f"{source}: data.languages: {error}") from None
+    for key in SYNTHETIC_SIZES:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SuiteError(f"{source}: data.{key} must be a positive whole number for a synthetic suite, got {value!r}")
+    unknown = sorted(set(data) - {"kind", "languages", *SYNTHETIC_SIZES})
+    if unknown:
+        raise SuiteError(f"{source}: unknown field data.{unknown[0]} for a synthetic suite; known: "
+                         f"languages, {', '.join(SYNTHETIC_SIZES)}.{_did_you_mean(unknown[0], SYNTHETIC_SIZES)}")
 
 
 def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: bool = True) -> Suite:
+    unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise SuiteError(f"{source}: unknown top-level field {unknown[0]!r}; known: {', '.join(TOP_LEVEL_KEYS)}."
+                         f"{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)}")
     name = _require(raw, "name", str, source)
     model = _require(raw, "model", (str, dict), source)
     model = {"name_or_path": model} if isinstance(model, str) else model
@@ -202,14 +237,16 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
         task_methods = _require(spec, "methods", list, source, f"tasks.{task}.")
         for method in task_methods:
             if method not in VARIANTS:
-                near = difflib.get_close_matches(str(method), VARIANTS, n=1)
-                hint = f" Did you mean {near[0]!r}?" if near else ""
-                raise SuiteError(f"{source}: tasks.{task}.methods: unknown method {method!r}; known: {', '.join(VARIANTS)}.{hint}")
+                raise SuiteError(f"{source}: tasks.{task}.methods: unknown method {method!r}; known: "
+                                 f"{', '.join(VARIANTS)}.{_did_you_mean(method, VARIANTS)}")
         methods[task] = tuple(task_methods)
     seeds = _require(raw, "seeds", list, source)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise SuiteError(f"{source}: seeds must be a non-empty list of integers, got {seeds!r}")
     mlm_trg_seeds = raw.get("mlm_trg_seeds", seeds[:1])
+    if not isinstance(mlm_trg_seeds, list) or not mlm_trg_seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in mlm_trg_seeds):
+        raise SuiteError(f"{source}: mlm_trg_seeds must be a non-empty list of integers, got {mlm_trg_seeds!r}")
     defaults = default_hyperparameters()
     hyper = copy.deepcopy(defaults)
     given = raw.get("hyperparameters", {}) or {}
@@ -218,9 +255,20 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
     overrides = raw.get("overrides", {}) or {}
     for method, update in overrides.items():
         if method not in VARIANTS:
-            raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}")
+            raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}."
+                             f"{_did_you_mean(method, VARIANTS)}")
         _check_hyper(update, defaults, f"overrides.{method}", source)
     data = _require(raw, "data", dict, source)
+    if data.get("kind", "files") not in ("files", "synthetic"):
+        raise SuiteError(f"{source}: data.kind must be 'files' (default) or 'synthetic', got {data.get('kind')!r}")
+    if data.get("kind") == "synthetic":
+        _check_synthetic(data, source)
+    else:
+        fields = {"text", *(field for task in tasks_raw for field in get_task(task).data_fields)}
+        unknown = sorted(set(data) - fields - {"kind"})
+        if unknown:
+            raise SuiteError(f"{source}: unknown field data.{unknown[0]}; this suite's tasks read: "
+                             f"{', '.join(sorted(fields))}.{_did_you_mean(unknown[0], fields)}")
     base_dir = path.parent if path is not None else Path.cwd()
     data = {k: (str((base_dir / v).resolve()) if isinstance(v, str) and k != "kind" and not v.startswith("hub:") else v) for k, v in data.items()}
     suite = Suite(name=name, path=path, model=model, tasks=tuple(tasks_raw), sources=sources, targets=targets,
@@ -242,3 +290,28 @@ def check_data_paths(suite: Suite, source: str) -> None:
             continue
         if not Path(value).exists():
             raise SuiteError(f"{source}: data.{key} = {value} does not exist")
+    check_task_files(suite, source)
+
+
+def check_task_files(suite: Suite, source: str) -> None:
+    """Every file the suite's jobs will read: train/dev for each source, test for each target."""
+    for task in suite.tasks:
+        spec = get_task(task)
+        fields = {name: suite.data.get(name) for name in spec.data_fields}
+        if any(isinstance(v, str) and v.startswith("hub:") for v in fields.values()):
+            continue  # resolved online by the loaders
+        needed = [(lang, split) for lang in suite.sources[task] for split in ("train", "dev")]
+        needed += [(lang, "test") for lang in suite.targets[task]]
+        for lang, split in dict.fromkeys(needed):
+            try:
+                file = spec.data_file({k: v for k, v in fields.items() if v is not None}, lang, split)
+            except KeyError as error:
+                raise SuiteError(f"{source}: task {task} needs data.{error.args[0]} (it reads {', '.join(spec.data_fields)})") from None
+            except FileNotFoundError as error:
+                if split == "dev":
+                    continue  # a missing dev split falls back to part of train
+                raise SuiteError(f"{source}: task {task}, {split} for {lang}: {error}") from None
+            if file is not None and not file.is_file():
+                if split == "dev":
+                    continue
+                raise SuiteError(f"{source}: task {task}, {split} for {lang}: no file {file}")

@@ -32,8 +32,14 @@ def subcommands() -> dict[str, str]:
     return found
 
 
+# What a user can cause (a bad file, a wrong name, a missing path): one line and exit 2. Anything
+# else is a bug in madx and keeps its traceback.
+USER_ERRORS = (ValueError, LookupError, OSError)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="madx", description="MAD-X adapters and the madx-bench suite")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in subcommands().items():
         module = importlib.import_module(module_name)
@@ -46,7 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"madx {args.command}: error: {one_line(error)} (--debug for the traceback)", file=sys.stderr)
+        return 2
+
+
+def one_line(error: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, KeyError) and error.args:  # KeyError's str() is the repr of its key
+        text = str(error.args[0])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from madx.atomic import atomic_write_json
+from madx.inject.mlm_head import mlm_decoder
+from madx.inject.spec import get_path, spec_for_model_type
+from madx.phases import MLMData, train_mlm
+from madx.runtime import Runtime
+from madx.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -33,23 +39,21 @@ class MLMHeadConfig:
 
 
 def head_parameters(model) -> list[str]:
-    """Names of the parameters the head fit trains: the transform and the output bias."""
-    return [n for n, _ in model.named_parameters() if n.startswith("cls.predictions.") and ".decoder." not in n]
+    """Names of the parameters the head fit trains: the MLM head's transform and output bias, not the
+    decoder weight (tied to the input embeddings, so part of the frozen base)."""
+    head = get_path(model, spec_for_model_type(model.config.model_type).mlm_head)
+    # by identity, not by name: a tied weight is listed under whichever name named_parameters meets first
+    trained = {id(p) for p in head.parameters()} - {id(mlm_decoder(model).weight)}
+    return [n for n, p in model.named_parameters() if id(p) in trained]
 
 
 def train_mlm_head(model_dir: str | Path, texts: list[str | Path], out_dir: str | Path, config: MLMHeadConfig = MLMHeadConfig(),
                    runtime=None, progress=None) -> dict[str, Any]:
-    from transformers import AutoTokenizer, BertForMaskedLM
-
-    from madx.phases import MLMData, train_mlm
-    from madx.runtime import Runtime
-    from madx.train import TrainConfig
-
     runtime = runtime or Runtime.local()
     torch.manual_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = BertForMaskedLM.from_pretrained(model_dir)
-    if model.cls.predictions.decoder.weight is not model.bert.embeddings.word_embeddings.weight:
+    model = AutoModelForMaskedLM.from_pretrained(model_dir)
+    if mlm_decoder(model).weight is not model.get_input_embeddings().weight:
         raise ValueError(f"{model_dir}: the decoder is not tied to the input embeddings (tie_word_embeddings must be true)")
     trainable = set(head_parameters(model))
     for name, parameter in model.named_parameters():

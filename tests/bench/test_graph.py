@@ -49,6 +49,8 @@ def test_languages_without_mlm_text_get_no_adapter_jobs(tmp_path):
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "en.txt").write_text("a b c\n")
     (tmp_path / "wikiann").mkdir()
+    for name in ("train-en", "test-en", "test-cdo"):
+        (tmp_path / "wikiann" / f"{name}.tsv").write_text("Lima\tB-LOC\n", encoding="utf-8")
     suite_file = tmp_path / "s.yaml"
     suite_file.write_text(yaml.safe_dump({
         "name": "t", "model": "xlm-roberta-base", "data": {"wikiann": "wikiann", "text": "text"}, "seeds": [1],
@@ -63,6 +65,9 @@ def test_an_override_of_mlm_src_mlm_settings_gets_its_own_mlm_job(tmp_path):
     """Regression: the full-model MLM job used to be keyed by (language, mode) with mlm-trg's settings,
     so a suite override of mlm-src's MLM settings was silently ignored."""
     import yaml
+
+    for name in ("train-en", "test-en", "test-qu"):
+        (tmp_path / f"{name}.tsv").write_text("Lima\tB-LOC\n", encoding="utf-8")
 
     def graph(overrides):
         path = tmp_path / "s.yaml"

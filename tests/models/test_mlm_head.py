@@ -1,9 +1,12 @@
+import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from madx.data import synthetic
 from madx.data.tokenizer import build_tiny_tokenizer
+from madx.inject.mlm_head import mlm_decoder
 from madx.models.mlm_head import MLMHeadConfig, head_parameters, train_mlm_head
+from tests.conftest import tiny_model
 
 
 def test_head_fit_trains_only_the_head_and_lowers_the_loss(tmp_path):
@@ -26,3 +29,21 @@ def test_head_fit_trains_only_the_head_and_lowers_the_loss(tmp_path):
         assert torch.equal(model.bert.state_dict()[name], value), f"encoder weight {name} changed"
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
     assert "cls.predictions.bias" in head_parameters(model)
+
+
+def test_head_parameters_on_bert_are_the_names_it_trained_before_the_spec_lookup():
+    model = tiny_model("bert", "mlm")
+    # the rule head_parameters had when it named BERT's attribute paths itself
+    before = [n for n, _ in model.named_parameters() if n.startswith("cls.predictions.") and ".decoder." not in n]
+    assert len(before) == 5 and head_parameters(model) == before
+
+
+@pytest.mark.parametrize("arch, head", [("bert", "cls.predictions"), ("xlm-roberta", "lm_head")])
+def test_head_parameters_are_transform_and_output_bias_never_the_tied_decoder_weight(arch, head):
+    model = tiny_model(arch, "mlm")
+    # transformers lists XLM-R's tied weight as lm_head.decoder.weight, BERT's as the word embedding
+    names = head_parameters(model)
+    parameters = dict(model.named_parameters())
+    assert all(parameters[n] is not model.get_input_embeddings().weight for n in names)
+    assert any(parameters[n] is mlm_decoder(model).bias for n in names)
+    assert all(n.startswith(head + ".") for n in names) and len(names) == 5, names

@@ -1,0 +1,36 @@
+"""A user error on the command line is one clear line and exit status 2; --debug shows the traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from madx import cli
+
+
+def test_user_error_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "nope.tsv"
+    status = cli.main(["evaluate", "--model", str(tmp_path / "no-model"), "--task", "ner", "--test", str(missing),
+                       "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("madx evaluate: error: ") and "no-model" in err and "--debug" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(OSError):
+        cli.main(["--debug", "evaluate", "--model", str(tmp_path / "no-model"), "--task", "ner", "--test", "x",
+                  "--out", str(tmp_path / "out")])
+
+
+def test_plan_on_an_invalid_suite_is_a_message(tmp_path, capsys):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text("name: x\nmodel: m\nnot_a_field: 1\n", encoding="utf-8")
+    assert cli.main(["bench", "plan", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown top-level field 'not_a_field'" in err and "Traceback" not in err
+
+
+def test_long_messages_are_cut():
+    assert len(cli.one_line(ValueError("x" * 10_000))) == 500
+    assert cli.one_line(KeyError("a key")) == "a key"
