@@ -32,8 +32,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import nn
 
+from madx import kernels
 from madx.adapters.bottleneck import BottleneckAdapter
+
+
+def _plain(module: Callable, cls: type) -> bool:
+    """``module`` runs ``cls.forward`` and carries no hooks, so its weights can go to a fused op
+    without changing what is computed."""
+    return (
+        isinstance(module, cls)
+        and type(module).forward is cls.forward
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+    )
 
 
 def adapted_layer_output(
@@ -44,8 +57,22 @@ def adapted_layer_output(
     attention_output: torch.Tensor,
     layer_norm: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """``normalised`` is LN(r + x) as the base layer computed it; returns the adapted layer output."""
+    """``normalised`` is LN(r + x) as the base layer computed it; returns the adapted layer output.
+
+    One adapter, or a Stack in "paper" mode, is one dispatched op (``kernels.adapter_layer`` /
+    ``kernels.stacked_adapter_layer``) whose reference computes exactly the loop below.
+    """
     # all tensors (B, T, h)
+    if (
+        (len(adapters) == 1 or (len(adapters) == 2 and mode == "paper"))
+        and _plain(layer_norm, nn.LayerNorm)
+        and len(layer_norm.normalized_shape) == 1
+        and all(_plain(a, BottleneckAdapter) for a in adapters)
+    ):
+        params = [p for a in adapters for p in (a.down.weight, a.down.bias, a.up.weight, a.up.bias)]
+        ln = (layer_norm.weight, layer_norm.bias, layer_norm.eps)
+        op = kernels.adapter_layer if len(adapters) == 1 else kernels.stacked_adapter_layer
+        return op(normalised, ffn_output, attention_output, *params, *ln)
     adapter_input, residual = normalised, ffn_output
     out = None
     for index, adapter in enumerate(adapters):

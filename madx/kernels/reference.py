@@ -48,6 +48,58 @@ def stacked_bottleneck_ref(
     return bottleneck_adapter_ref(la, residual, down2_weight, down2_bias, up2_weight, up2_bias)  # (..., h)
 
 
+def adapter_layer_ref(
+    normalised: torch.Tensor,
+    ffn_output: torch.Tensor,
+    attention_output: torch.Tensor,
+    down_weight: torch.Tensor,
+    down_bias: torch.Tensor | None,
+    up_weight: torch.Tensor,
+    up_bias: torch.Tensor | None,
+    ln_weight: torch.Tensor | None,
+    ln_bias: torch.Tensor | None,
+    ln_eps: float,
+) -> torch.Tensor:
+    """One adapter as it sits in a transformer layer (MAD-X eq. 1): LN(U ReLU(D n + b_D) + b_U + r + x).
+
+    normalised n = LN(r + x) (the base layer's output), ffn_output r, attention_output x: (..., h);
+    down (d, h), up (h, d); ln_weight, ln_bias: (h,) of the layer's own output LayerNorm. The same
+    ops in the same order as ``madx.inject.layer`` before it called this op (the adapter module,
+    then ``layer_norm(out + attention_output)``), so its outputs are bit-identical to those.
+    """
+    a = bottleneck_adapter_ref(normalised, ffn_output, down_weight, down_bias, up_weight, up_bias)  # (..., h)
+    return F.layer_norm(a + attention_output, (a.shape[-1],), ln_weight, ln_bias, ln_eps)  # (..., h)
+
+
+def stacked_adapter_layer_ref(
+    normalised: torch.Tensor,
+    ffn_output: torch.Tensor,
+    attention_output: torch.Tensor,
+    down1_weight: torch.Tensor,
+    down1_bias: torch.Tensor | None,
+    up1_weight: torch.Tensor,
+    up1_bias: torch.Tensor | None,
+    down2_weight: torch.Tensor,
+    down2_bias: torch.Tensor | None,
+    up2_weight: torch.Tensor,
+    up2_bias: torch.Tensor | None,
+    ln_weight: torch.Tensor | None,
+    ln_bias: torch.Tensor | None,
+    ln_eps: float,
+) -> torch.Tensor:
+    """Stack(language, task) in a layer, MAD-X eq. 2 ("paper" mode): both adapters add the FFN output r.
+
+        la  = U1 ReLU(D1 n + b1) + c1 + r
+        out = LN(U2 ReLU(D2 la + b2) + c2 + r + x)
+
+    Shapes as in ``adapter_layer_ref``; adapter 1 (the language adapter) is (d1, h)/(h, d1),
+    adapter 2 (the task adapter) (d2, h)/(h, d2). Bit-identical to ``madx.inject.layer``'s loop.
+    """
+    la = bottleneck_adapter_ref(normalised, ffn_output, down1_weight, down1_bias, up1_weight, up1_bias)  # (..., h)
+    ta = bottleneck_adapter_ref(la, ffn_output, down2_weight, down2_bias, up2_weight, up2_bias)  # (..., h)
+    return F.layer_norm(ta + attention_output, (ta.shape[-1],), ln_weight, ln_bias, ln_eps)  # (..., h)
+
+
 def nice_coupling_ref(
     x: torch.Tensor,
     f_down_weight: torch.Tensor,

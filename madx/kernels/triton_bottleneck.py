@@ -1,28 +1,26 @@
-"""Triton bottleneck adapter, ``up(ReLU(down(h))) + residual``, with a hand-written backward.
+"""Fused bottleneck adapter, ``up(ReLU(down(h))) + residual``: GEMMs on cuBLAS, the rest in Triton.
 
-Twin of ``reference.bottleneck_adapter_ref`` (same signature). Two launches of
-``triton_linear.fused_linear`` forward and four back, each GEMM carrying its elementwise work:
+Twin of ``reference.bottleneck_adapter_ref`` (same signature). Each GEMM is ``torch.mm`` (cuBLAS
+on CUDA); the elementwise work and the bias gradients ride on ``triton_rowwise``'s kernels:
 
-    forward    z  = ReLU(x @ D^T + b_D)        (M, d)  kept for backward; its sign is the ReLU mask
-               y  = z @ U^T + b_U + r          (M, h)
-    backward   dz = (dy @ U) * (z > 0)         (M, d)
-               dU, db_U = dy^T @ z, sum(dy)    one pass (the bias grad is a row sum of loaded tiles)
-               dD, db_D = dz^T @ x, sum(dz)    one pass
-               dx = dz @ D                     (M, h)   skipped when h needs no grad
-               dr = dy                         no kernel
+    forward    z  = ReLU(x @ D^T + b_D)        mm, then bias + ReLU in place      (M, d), kept
+               y  = alpha * (z @ U^T + b_U) + r   mm, then bias + alpha + residual   (M, h)
+    backward   dU = alpha * dy^T @ z,  db_U = alpha * Σ dy                         mm, sum
+               dz = alpha * (dy @ U) * (z > 0), db_D = Σ dz   mm, then mask + column sum in one pass
+               dD = dz^T @ x,  dx = dz @ D (+ g)                                    mm, mm (addmm)
+               dr = dy                                                          no kernel
 
-Fusing the two forward GEMMs into one kernel would save only the (M, d) round trip of z, which
-backward needs anyway; likewise ``Stack`` composes two adapters instead of a fused kernel,
-because the language adapter's (M, h) output is the task adapter's input in backward (dD2 = dz2^T
-@ la) and must be written either way. In MAD-X's task phase the base is frozen but h still needs
-its gradient (it reaches earlier layers' adapters); ``ctx.needs_input_grad`` decides what runs.
+This replaces the earlier version whose GEMMs were hand-written Triton (``triton_linear.py``, now
+removed: 0.21-0.29x the reference on an H200, reports/perf/h200.md); the signature is unchanged.
+In MAD-X's task phase the base is frozen but h still needs its gradient (it reaches earlier layers'
+adapters); ``ctx.needs_input_grad`` decides what runs.
 """
 
 from __future__ import annotations
 
 import torch
 
-from madx.kernels.triton_linear import SUPPORTED_DTYPES, fused_linear
+from madx.kernels.triton_rowwise import SUPPORTED_DTYPES, bias_relu_, grad_rows, rows_forward
 
 
 def adapter_forward(
@@ -41,9 +39,26 @@ def adapter_forward(
     x, residual: (M, h) (any strides); down_weight: (d, h); up_weight: (h, d). ``out`` may be a
     strided (M, h) view to write y into (NICE writes its halves straight into one buffer).
     """
-    z, _ = fused_linear(x, down_weight, bias=down_bias, relu=True)  # (M, d)
-    y, _ = fused_linear(z, up_weight, bias=up_bias, alpha=alpha, residual=residual, out=out, out_dtype=out_dtype)
+    z = bias_relu_(torch.mm(x, down_weight.t()), down_bias)  # (M, d)
+    u = torch.mm(z, up_weight.t())  # (M, h)
+    y, _, _, _ = rows_forward(u, up_bias, alpha=alpha, residuals=(residual,), out=out, out_dtype=out_dtype)
     return y, z  # (M, h), (M, d)
+
+
+def matmul_add(a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
+    """a @ b (+ add), written into ``out`` (a possibly strided view) when given; one cuBLAS call
+    (addmm) when the dtypes agree."""
+    if add is None:
+        if out is None:
+            return torch.mm(a, b)
+        if out.dtype == a.dtype:
+            return torch.mm(a, b, out=out)
+        return out.copy_(torch.mm(a, b))
+    if out is None:
+        return torch.addmm(add, a, b) if add.dtype == a.dtype else add + torch.mm(a, b)
+    if add.dtype == a.dtype == out.dtype:
+        return torch.addmm(add, a, b, out=out)
+    return torch.add(add, torch.mm(a, b), out=out)
 
 
 def adapter_backward(
@@ -62,25 +77,26 @@ def adapter_backward(
     """Gradients of y = alpha * up(ReLU(down(x))) + residual, less the residual's (which is grad_y).
 
     grad_y: (M, h); x: (M, h) (only read for the down weight's grad); z: (M, d) from forward.
-    need_down / need_up: (weight, bias) flags. ``extra_grad_x`` (M, h) is added to dx in the same
-    kernel (NICE: the other path into the same half); ``grad_x_out`` is a view to write dx into.
+    need_down / need_up: (weight, bias) flags. ``extra_grad_x`` (M, h) is added to dx (NICE: the
+    other path into the same half); ``grad_x_out`` is a view to write dx into.
     Returns (dx, d_down_weight, d_down_bias, d_up_weight, d_up_bias), None where not needed.
     """
     cdt = z.dtype
     gy = grad_y if grad_y.dtype == cdt else grad_y.to(cdt)  # (M, h)
     dx = dwd = dbd = dwu = dbu = None
     if need_up[0]:
-        dwu, dbu = fused_linear(gy.t(), z.t(), alpha=alpha, rowsum=need_up[1], out_dtype=up_weight.dtype)  # (h, d), (h,)
-    elif need_up[1]:
+        dwu = torch.mm(gy.t(), z)  # (h, d)
+        if alpha != 1.0:
+            dwu.mul_(alpha)
+    if need_up[1]:
         dbu = gy.sum(0, dtype=torch.float32) * alpha  # (h,)
     if need_x or any(need_down):
-        dz, _ = fused_linear(gy, up_weight.t(), mask=z, alpha=alpha)  # (M, d)
+        dz = torch.mm(gy, up_weight)  # (M, d)
+        _, dbd = grad_rows(dz, mask=z, alpha=alpha, out=dz, need_sum=need_down[1])  # ReLU backward in place, (d,)
         if need_down[0]:
-            dwd, dbd = fused_linear(dz.t(), x.t(), rowsum=need_down[1], out_dtype=down_weight.dtype)  # (d, h), (d,)
-        elif need_down[1]:
-            dbd = dz.sum(0, dtype=torch.float32)  # (d,)
+            dwd = torch.mm(dz.t(), x)  # (d, h)
         if need_x:
-            dx, _ = fused_linear(dz, down_weight.t(), residual=extra_grad_x, out=grad_x_out)  # (M, h)
+            dx = matmul_add(dz, down_weight, extra_grad_x, grad_x_out)  # (M, h)
     return dx, dwd, dbd, dwu, dbu
 
 
@@ -108,10 +124,10 @@ class _BottleneckAdapterFn(torch.autograd.Function):
         )
         dr = grad_out.reshape(residual_shape).to(residual_dtype) if need[1] else None
         dx = dx.view(hidden_shape) if dx is not None else None
-        return dx, dr, dwd, _bias_grad(dbd, down_weight), dwu, _bias_grad(dbu, up_weight)
+        return dx, dr, dwd, bias_grad(dbd, down_weight), dwu, bias_grad(dbu, up_weight)
 
 
-def _bias_grad(g: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor | None:
+def bias_grad(g: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor | None:
     return None if g is None else g.to(weight.dtype)
 
 
@@ -130,6 +146,17 @@ def cast_operands(cdt: torch.dtype, *tensors: torch.Tensor | None) -> list[torch
     return [None if t is None else t.to(cdt) for t in tensors]
 
 
+def check_adapter_shapes(h: int, down_weight: torch.Tensor, up_weight: torch.Tensor, what: str = "") -> int:
+    """The bottleneck size d of a (d, h) down / (h, d) up pair, or a ValueError naming the shapes."""
+    d = down_weight.shape[0]
+    if down_weight.dim() != 2 or down_weight.shape[1] != h or tuple(up_weight.shape) != (h, d):
+        raise ValueError(
+            f"shape mismatch{what}: hidden size {h}, down_weight {tuple(down_weight.shape)}, "
+            f"up_weight {tuple(up_weight.shape)} (want (d, h), (h, d))"
+        )
+    return d
+
+
 def bottleneck_adapter_triton(
     hidden: torch.Tensor,
     residual: torch.Tensor,
@@ -138,13 +165,8 @@ def bottleneck_adapter_triton(
     up_weight: torch.Tensor,
     up_bias: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Triton twin of ``bottleneck_adapter_ref``: hidden, residual (..., h) -> (..., h)."""
-    d, h = down_weight.shape
-    if hidden.shape[-1] != h or tuple(up_weight.shape) != (h, d):
-        raise ValueError(
-            f"shape mismatch: hidden {tuple(hidden.shape)}, down_weight {tuple(down_weight.shape)}, "
-            f"up_weight {tuple(up_weight.shape)} (want (..., h), (d, h), (h, d))"
-        )
+    """Fused twin of ``bottleneck_adapter_ref``: hidden, residual (..., h) -> (..., h)."""
+    check_adapter_shapes(hidden.shape[-1], down_weight, up_weight)
     if residual.shape != hidden.shape:
         shape = torch.broadcast_shapes(hidden.shape, residual.shape)
         hidden, residual = hidden.expand(shape), residual.expand(shape)

@@ -68,3 +68,38 @@ def test_task_adapter_alone_is_eq1(layer_setup):
     with active(model, Stack("ner")), torch.no_grad():
         got = layer.output(intermediate, x)
     assert torch.allclose(got, expected.detach(), atol=1e-6)
+
+
+@pytest.mark.parametrize("setup", [Stack("en"), Stack("ner"), Stack("en", "ner")], ids=str)
+def test_dispatched_op_with_the_reference_is_the_previous_formula_bit_for_bit(layer_setup, monkeypatch, setup):
+    """The layer now calls kernels.adapter_layer / stacked_adapter_layer; with the reference they
+    compute what the adapter-module loop computed before: equal outputs and grads, not close."""
+    from madx import kernels
+
+    monkeypatch.setenv(kernels.ENV_VAR, "reference")
+    model, layer, x, intermediate, r, ln, la, ta = layer_setup
+    modules = {"en": la, "ner": ta}
+    trainable = [p for name in setup.names for p in modules[name].parameters()] + [ln.weight, ln.bias]
+    x = x.clone().requires_grad_()
+
+    def previous(normalised, ffn_output):  # madx.inject.layer before the dispatched op, paper mode
+        out, adapter_input = None, normalised
+        for name in setup.names:
+            out = modules[name](adapter_input, ffn_output)
+            adapter_input = out
+        return ln(out + x)
+
+    r = layer.output.dropout(layer.output.dense(intermediate))
+    expected = previous(ln(r + x), r)
+    g = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, [x, *trainable], g)
+    op = "adapter_layer" if len(setup.names) == 1 else "stacked_adapter_layer"
+    calls = []
+    dispatched = getattr(kernels, op)
+    monkeypatch.setattr(kernels, op, lambda *a, **kw: calls.append(1) or dispatched(*a, **kw))
+    with active(model, setup):
+        got = layer.output(intermediate, x)
+    assert calls == [1], f"the layer did not call kernels.{op}"
+    assert torch.equal(got, expected)
+    for a, e in zip(torch.autograd.grad(got, [x, *trainable], g), expected_grads):
+        assert torch.equal(a, e)

@@ -1,4 +1,5 @@
-"""Triton NICE coupling, both directions, against the PyTorch reference and a float64 oracle."""
+"""Fused NICE coupling (cuBLAS GEMMs + Triton row kernels), both directions, against the PyTorch
+reference and a float64 oracle."""
 
 from __future__ import annotations
 
