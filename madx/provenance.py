@@ -6,6 +6,8 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from madx.environment import collect
+
 
 def git_revision() -> str | None:
     try:
@@ -17,11 +19,9 @@ def git_revision() -> str | None:
 
 
 def provenance() -> dict:
-    from madx.commands.info import collect
-
     info = collect()
     return {"git_revision": git_revision(), "versions": info["versions"], "hardware": info["device"],
-            "python": info["python"], "platform": info["platform"]}
+            "python": info["python"], "platform": info["platform"], "kernel_auto": info["kernel_auto"]}
 
 
 def now() -> str:

@@ -40,6 +40,12 @@ def test_no_upward_imports(package, forbidden):
     assert offenders(package, forbidden) == []
 
 
+def test_only_the_cli_imports_command_modules():
+    outside = {f: n for f, n in imported_modules("madx").items()
+               if not f.startswith("madx/commands/") and f != "madx/cli.py"}
+    assert [f"{f} imports {m}" for f, names in outside.items() for m in names if m.startswith("madx.commands")] == []
+
+
 def test_the_bench_subcommand_comes_from_an_entry_point():
     from madx import cli
 

@@ -3,15 +3,9 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import platform
 
 HELP = "versions, device and available kernel implementations"
-
-PACKAGES = ("madx-bench", "torch", "transformers", "accelerate", "datasets", "seqeval", "evaluate",
-            "safetensors", "tensorboard", "triton", "deepspeed")
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true")
@@ -20,33 +14,9 @@ def add_arguments(parser) -> None:
                              "64 x 256 tokens; a few seconds) and show what auto picks")
 
 
-def collect(probe: bool = False) -> dict:
-    import torch
-
-    from madx import kernels
-
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    if torch.cuda.is_available():
-        device = {"type": "cuda", "count": torch.cuda.device_count(), "name": torch.cuda.get_device_name(0),
-                  "bf16": torch.cuda.is_bf16_supported()}
-    else:
-        device = {"type": "cpu", "threads": torch.get_num_threads()}
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-        "device": device,
-        "kernels": kernels.available_implementations(),
-        "kernel_auto": kernels.probe_auto() if probe else kernels.describe_auto(),
-    }
-
-
 def run(args) -> int:
+    from madx.environment import collect
+
     info = collect(probe=args.probe)
     if args.json:
         print(json.dumps(info, indent=2))
