@@ -6,23 +6,35 @@ A directory per adapter::
     adapter.safetensors     the adapter set's tensors (``layers.{i}.down.weight``, ``invertible.F.up.bias``, ...)
     head.safetensors        task adapters only, when saved with their prediction head
 
-Nothing is ever unpickled. Loading checks the file against the model at hand and names what
-does not fit.
+Nothing is ever unpickled. Loading reads and checks everything before it touches the model —
+the config field by field, every tensor against the name, shape and dtype the config and the
+model imply — then installs the adapter in one step, so a failed load leaves the model as it was
+(not even attached). Every error names the file, and the field or tensor, in one line.
+
+Dtypes: any floating dtype is accepted (a bf16 run saves bf16 adapters) and cast to the model's
+dtype, as ``load_state_dict`` does. Refused: integer, bool and complex tensors, NaN and inf, and
+values the cast would overflow (an fp32 weight beyond 65504 loaded into an fp16 model).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+import reprlib
+import stat
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from madx.adapters.sets import ADAPTER_KINDS, AdapterSet
 from madx.atomic import atomic_write, atomic_write_json
-from madx.inject.model import add_adapter, attach, get_store, task_heads
+from madx.compose.stack import Stack
+from madx.inject.model import add_adapter, adapter_names, detach, get_store, is_attached, task_heads
 
 logger = logging.getLogger(__name__)
 
@@ -30,37 +42,80 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
 HEAD_NAME = "head.safetensors"
+MAX_DETAIL = 280  # characters of an error message after its path
+
+
+def is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _adapter_name(value) -> bool:
+    try:
+        Stack(value)  # the one place that says what an adapter name may be
+    except ValueError:
+        return False
+    return True
+
+
+def _head_names(value) -> bool:
+    return value is None or (
+        isinstance(value, list) and bool(value) and all(isinstance(h, str) and h for h in value) and len(set(value)) == len(value)
+    )
+
+
+def _spec(check, expected: str):
+    return field(metadata={"check": check, "expected": expected})
 
 
 @dataclass(frozen=True)
 class AdapterFileConfig:
-    name: str
-    kind: str
-    architecture: str  # config.model_type of the model it was trained with
-    base_model: str  # name or path of that model
-    hidden_size: int
-    num_layers: int
-    bottleneck_size: int
-    invertible_bottleneck_size: int | None
-    head: list[str] | None  # task heads saved beside the adapter (e.g. ["classifier"])
-    format_version: int = FORMAT_VERSION
+    name: str = _spec(_adapter_name, "an adapter name (letters, digits, '_' or '-')")
+    kind: str = _spec(lambda v: isinstance(v, str) and v in ADAPTER_KINDS, f"one of {', '.join(map(repr, ADAPTER_KINDS))}")
+    architecture: str = _spec(lambda v: isinstance(v, str) and bool(v), "a model_type, e.g. 'xlm-roberta'")  # of the model it was trained with
+    base_model: str = _spec(lambda v: isinstance(v, str), "a string (name or path of the base model)")
+    hidden_size: int = _spec(is_positive_int, "a positive integer")
+    num_layers: int = _spec(is_positive_int, "a positive integer")
+    bottleneck_size: int = _spec(is_positive_int, "a positive integer")
+    invertible_bottleneck_size: int | None = _spec(lambda v: v is None or is_positive_int(v), "a positive integer or null")
+    head: list[str] | None = _spec(_head_names, "null or a list of distinct task head names, e.g. ['classifier']")
+    format_version: int = field(default=FORMAT_VERSION, metadata={"check": is_positive_int, "expected": "a positive integer"})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata["check"](value):
+                raise ValueError(f"field {f.name!r} must be {f.metadata['expected']}, got {describe(value)}")
+        if self.invertible_bottleneck_size is not None and self.kind != "language":
+            raise ValueError(f"field 'invertible_bottleneck_size' must be null for a {self.kind} adapter (only language adapters carry one)")
+        if self.invertible_bottleneck_size is not None and self.hidden_size % 2:
+            raise ValueError(f"field 'hidden_size' must be even for an invertible adapter, got {self.hidden_size}")
+        if self.head is not None and self.kind != "task":
+            raise ValueError(f"field 'head' must be null for a {self.kind} adapter (only task adapters are saved with a head)")
 
     @classmethod
     def read(cls, path: Path) -> "AdapterFileConfig":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no adapter config here; is this a madx adapter directory?") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
-        names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names if n not in data and n != "format_version")
+        data = read_json_object(path, "adapter config", missing="no adapter config here; is this a madx adapter directory?")
+        version = data.get("format_version", FORMAT_VERSION)  # first: a newer format may have other fields
+        if not is_positive_int(version):
+            raise file_error(path, f"field 'format_version' must be a positive integer, got {describe(version)}")
+        if version > FORMAT_VERSION:
+            raise file_error(path, f"format_version {version} is newer than this madx reads ({FORMAT_VERSION}): written by a newer madx; upgrade madx-bench")
+        if "config" in data and "kind" not in data:
+            raise file_error(path, "this is an AdapterHub adapter config, not a madx one; import it with madx.adapterhub.import_adapterhub(model, directory, kind)")
+        known = [f.name for f in fields(cls)]
+        unknown = [key for key in data if key not in known]
+        if unknown:
+            hints = [(key, difflib.get_close_matches(key, known, n=1)) for key in unknown]
+            listed = ", ".join(reprlib.repr(key) + (f" (did you mean {near[0]!r}?)" if near else "") for key, near in hints[:3])
+            rest = "" if all(near for _, near in hints) else f"; known fields: {', '.join(known)}"
+            raise file_error(path, f"unknown field(s) {listed}{rest}")
+        missing = [n for n in known if n not in data and n != "format_version"]
         if missing:
-            raise ValueError(f"{path}: missing field(s) {', '.join(missing)}")
-        version = data.get("format_version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"{path}: format_version {version!r} is newer than this madx reads ({FORMAT_VERSION}); upgrade madx-bench")
-        return cls(**{k: v for k, v in data.items() if k in names})
+            raise file_error(path, f"missing field(s) {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except ValueError as error:
+            raise file_error(path, str(error)) from None
 
 
 def save_adapter(model: nn.Module, name: str, directory: str | Path, with_head: bool | None = None) -> Path:
@@ -96,24 +151,34 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
 
 
 def load_adapter(model: nn.Module, directory: str | Path, name: str | None = None, load_head: bool = True) -> str:
-    """Load a saved adapter into ``model`` under ``name`` (default: its saved name). Returns the name."""
+    """Load a saved adapter into ``model`` under ``name`` (default: its saved name). Returns the name.
+
+    Everything is read and checked first; on any error the model is left exactly as it was."""
     directory = Path(directory)
+    check_directory(directory)
     config = AdapterFileConfig.read(directory / CONFIG_NAME)
     name = name or config.name
+    if name in adapter_names(model):
+        raise file_error(directory, f"an adapter named {name!r} is already loaded on this model; delete it first or pass another name")
     check_compatible(model, config, directory)
-    attach(model)
-    adapter_set = add_adapter(model, name, config.kind, config.bottleneck_size, config.invertible_bottleneck_size)
-    try:
-        _load_into(adapter_set, directory / WEIGHTS_NAME, f"{config.kind} adapter {config.name!r}")
-        if config.head and load_head:
-            heads = task_heads(model)
-            missing = [h for h in config.head if h not in heads]
-            if missing:
-                raise ValueError(f"{directory}: task adapter {config.name!r} was saved with head(s) {missing}, which {type(model).__name__} lacks")
-            _load_into(nn.ModuleDict({h: heads[h] for h in config.head}), directory / HEAD_NAME, f"head of {config.name!r}")
-    except Exception:
-        del getattr(get_store(model), config.kind)[name]
-        raise
+    what = f"{config.kind} adapter {config.name!r}"
+    weights_path = directory / WEIGHTS_NAME
+    tensors = read_tensors(weights_path, f"the weights of {what}")
+    expected = expected_adapter_state(model, config.kind, config.bottleneck_size, config.invertible_bottleneck_size)
+    check_tensors(tensors, expected, weights_path, what)
+
+    heads: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
+    if config.head and load_head:
+        modules = task_heads(model)
+        missing = [h for h in config.head if h not in modules]
+        if missing:
+            raise file_error(directory, f"task adapter {config.name!r} was saved with head(s) {missing}, which {type(model).__name__} lacks")
+        head_path, head_what = directory / HEAD_NAME, f"the head of {config.name!r}"
+        head_tensors = read_tensors(head_path, head_what)
+        expected_heads = {f"{h}.{key}": t for h in config.head for key, t in modules[h].state_dict().items()}
+        check_tensors(head_tensors, expected_heads, head_path, head_what)
+        heads = [(modules[h], {key[len(h) + 1:]: t for key, t in head_tensors.items() if key.startswith(h + ".")}) for h in config.head]
+    install_adapter(model, name, config.kind, config.bottleneck_size, config.invertible_bottleneck_size, tensors, heads)
     return name
 
 
@@ -131,16 +196,161 @@ def check_compatible(model: nn.Module, config: AdapterFileConfig, directory: Pat
         logger.warning("%s was trained on base model %r, loading into %r", what, config.base_model, base)
 
 
-def _load_into(module: nn.Module, path: Path, what: str) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: weights of {what} are missing")
-    tensors = load_file(str(path))
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+# ---- reading and checking adapter files (shared with madx.adapterhub) ----
+
+
+def check_directory(directory: Path, looks_for: str = "a madx adapter directory") -> None:
+    try:
+        mode = directory.stat().st_mode
+    except FileNotFoundError:
+        raise file_error(directory, f"no adapter config here: the directory does not exist (expected {looks_for})", FileNotFoundError) from None
+    except OSError as error:  # a symlink loop, no permission, ...
+        raise file_error(directory, f"cannot open {looks_for}: {error.strerror or error}", type(error)) from None
+    if not stat.S_ISDIR(mode):
+        raise file_error(directory, f"is a file, not {looks_for}; pass the directory that holds {CONFIG_NAME}", NotADirectoryError)
+
+
+def read_json_object(path: Path, what: str, missing: str) -> dict:
+    """The JSON object in ``path``; any problem is raised naming the path (and line and column)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise file_error(path, missing, FileNotFoundError) from None
+    except UnicodeDecodeError as error:
+        raise file_error(path, f"the {what} is not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); expected JSON") from None
+    except OSError as error:
+        raise _os_error(path, f"the {what}", error) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise file_error(path, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+    except RecursionError:
+        raise file_error(path, "not valid JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise file_error(path, f"the {what} must be a JSON object {{...}}, got {describe(data)}")
+    return data
+
+
+def read_tensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing, unreadable or pickled file is raised naming the path."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(8)
+    except FileNotFoundError:
+        raise file_error(path, f"no such file ({what})", FileNotFoundError) from None
+    except OSError as error:
+        raise _os_error(path, what, error) from None
+    try:
+        return load_file(str(path))
+    except Exception as error:  # SafetensorError, or a dtype this torch lacks
+        pickled = _pickle_kind(magic)
+        if pickled:
+            raise file_error(
+                path, f"this looks like a PyTorch pickle ({pickled}), not safetensors; madx never unpickles: convert it where "
+                "you trust it with safetensors.torch.save_file(torch.load(f, weights_only=True), 'adapter.safetensors')",
+            ) from None
+        reason = str(error).removeprefix("Error while deserializing header: ")
+        raise file_error(path, f"not a readable safetensors file ({path.stat().st_size} bytes; {what}): {reason}") from None
+
+
+def _pickle_kind(magic: bytes) -> str | None:
+    if magic.startswith(b"PK\x03\x04"):
+        return "a torch.save zip archive"
+    if magic[:1] == b"\x80" and magic[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle stream"
+    return None
+
+
+def check_tensors(
+    tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, what: str, shown: dict[str, str] | None = None
+) -> None:
+    """``tensors`` must have exactly ``expected``'s names and shapes, a floating dtype where it has one, finite values
+    that stay finite in its dtype. ``shown`` maps a key to the name the file uses for it, for messages."""
+    shown = shown or {}
+    missing = [k for k in expected if k not in tensors]
+    unexpected = sorted(k for k in tensors if k not in expected)
     if missing or unexpected:
-        raise ValueError(f"{path}: tensors of {what} do not match: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for key, tensor in tensors.items():
-        if tensor.shape != expected[key].shape:
-            raise ValueError(f"{path}: {key} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
-    module.load_state_dict(tensors)
+        parts = [f"{label} {_some([shown.get(k, k) for k in keys])}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        raise file_error(path, f"tensors of {what} do not match this model: {', '.join(parts)}")
+    for key, target in expected.items():
+        tensor, label = tensors[key], f"tensor {shown.get(key, key)!r} of {what}"
+        if tensor.is_floating_point() != target.is_floating_point() or (not target.is_floating_point() and tensor.dtype != target.dtype):
+            want = "a floating dtype (float32, bfloat16, float16)" if target.is_floating_point() else str(target.dtype)
+            raise file_error(path, f"{label} has dtype {tensor.dtype}, expected {want}")
+        if tensor.shape != target.shape:
+            raise file_error(path, f"{label} has shape {tuple(tensor.shape)}, expected {tuple(target.shape)}")
+        if not tensor.is_floating_point():
+            continue
+        values = tensor if tensor.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) else tensor.float()
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            nan = int(torch.isnan(values).sum())
+            raise file_error(path, f"{label} has {nan} NaN and {int((~finite).sum()) - nan} infinite value(s) among {values.numel()}; refusing to load it")
+        if tensor.dtype != target.dtype and not bool(torch.isfinite(values.to(target.dtype)).all()):
+            largest = float(values.abs().max())
+            raise file_error(path, f"{label} overflows this model's {target.dtype} (max |x| = {largest:.3g}); load it into a float32 or bfloat16 model")
+
+
+def expected_adapter_state(model: nn.Module, kind: str, bottleneck_size: int, invertible_bottleneck_size: int | None) -> dict[str, torch.Tensor]:
+    """Names, shapes and dtype of an adapter set for ``model``, on the meta device: nothing is allocated, so a config
+    asking for a huge adapter costs nothing until its tensor file says the same."""
+    dtype = next(model.parameters()).dtype
+    with torch.device("meta"):
+        adapter_set = AdapterSet(kind, model.config.num_hidden_layers, model.config.hidden_size, bottleneck_size, invertible_bottleneck_size)
+    return adapter_set.to(dtype=dtype).state_dict()
+
+
+def install_adapter(
+    model: nn.Module,
+    name: str,
+    kind: str,
+    bottleneck_size: int,
+    invertible_bottleneck_size: int | None,
+    tensors: dict[str, torch.Tensor],
+    heads: Sequence[tuple[nn.Module, dict[str, torch.Tensor]]] = (),
+) -> None:
+    """Add adapter set ``name`` holding the checked ``tensors`` and copy the checked head states, all or nothing: on any
+    failure the model is put back as it was (detached again if it was not attached)."""
+    was_attached = is_attached(model)
+    adapter_set, restore = None, []
+    try:
+        adapter_set = add_adapter(model, name, kind, bottleneck_size, invertible_bottleneck_size)
+        adapter_set.load_state_dict(tensors)
+        for module, state in heads:
+            restore.append((module, {k: v.clone() for k, v in module.state_dict().items()}))
+            module.load_state_dict(state)
+    except BaseException:
+        for module, backup in restore:
+            module.load_state_dict(backup)
+        if adapter_set is not None:
+            del getattr(get_store(model), kind)[name]
+        if not was_attached and is_attached(model):
+            detach(model)
+        raise
+
+
+def file_error(path: Path, detail: str, kind: type[Exception] = ValueError) -> Exception:
+    """``kind("<path>: <detail>")`` on one line, the detail cut to ``MAX_DETAIL`` characters."""
+    detail = " ".join(str(detail).split())  # one line
+    if len(detail) > MAX_DETAIL:
+        detail = detail[: MAX_DETAIL - 1] + "…"
+    return kind(f"{path}: {detail}")
+
+
+def _os_error(path: Path, what: str, error: OSError) -> Exception:
+    if isinstance(error, IsADirectoryError):
+        return file_error(path, f"is a directory, expected a file ({what})", IsADirectoryError)
+    return file_error(path, f"cannot read {what}: {error.strerror or error}", type(error))  # e.g. a symlink loop
+
+
+_JSON_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object", type(None): "null"}
+
+
+def describe(value) -> str:
+    """A value as a message shows it: short repr and JSON type, e.g. ``'32' (a string)``."""
+    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    return kind if value is None else f"{reprlib.repr(value)} ({kind})"
+
+
+def _some(keys: list[str]) -> str:
+    return f"{keys[:3]}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")

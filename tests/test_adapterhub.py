@@ -5,16 +5,18 @@ forward written out independently (its pre_forward / forward / post_forward with
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load, save_file
 from torch.nn import functional as F
 
 import madx
 from madx import Stack, active
 from madx.adapterhub import import_adapterhub
 from tests.conftest import tiny_batch, tiny_model
+from tests.test_io import assert_unchanged, snapshot
 
 H, LAYERS = 32, 2
 
@@ -110,3 +112,83 @@ def test_unsupported_configs_and_pickles_are_refused(tmp_path):
     with pytest.raises(ValueError, match="never unpickles"):
         import_adapterhub(model, tmp_path / "en", kind="language")
     assert madx.adapter_names(model) == []
+
+
+def _edit_weights(directory, edit):
+    path = directory / "adapter.safetensors"
+    tensors = load(path.read_bytes())
+    edit(tensors)
+    save_file(tensors, str(path))
+
+
+def _edit_config(directory, edit):
+    path = directory / "adapter_config.json"
+    saved = json.loads(path.read_text())
+    edit(saved)
+    path.write_text(json.dumps(saved))
+
+
+UP1 = "roberta.encoder.layer.1.output.adapters.en.adapter_up.weight"
+MALFORMED = {  # case: (edit of the directory, file named in the message, fragments)
+    "truncated": (lambda d: (d / "adapter.safetensors").write_bytes((d / "adapter.safetensors").read_bytes()[:100]),
+                  "adapter.safetensors", ["not a readable safetensors file (100 bytes"]),
+    "pickle": (lambda d: (d / "adapter.safetensors").write_bytes(pickle.dumps({UP1: [1.0]})),
+               "adapter.safetensors", ["looks like a PyTorch pickle", "never unpickles"]),
+    "nan": (lambda d: _edit_weights(d, lambda t: t[UP1].fill_(float("nan"))), "adapter.safetensors", [f"tensor {UP1!r}", "NaN"]),
+    "int32": (lambda d: _edit_weights(d, lambda t: t.update({UP1: t[UP1].int()})), "adapter.safetensors", [f"tensor {UP1!r}", "torch.int32"]),
+    "shape": (lambda d: _edit_weights(d, lambda t: t.update({UP1: torch.zeros(H, 3)})),
+              "adapter.safetensors", [f"tensor {UP1!r}", "shape (32, 3), expected (32, 16)"]),
+    "missing": (lambda d: _edit_weights(d, lambda t: t.pop(UP1.replace("weight", "bias"))), "adapter.safetensors", ["missing ['layers.1.up.bias']"]),
+    "extra_layer": (lambda d: _edit_weights(d, lambda t: t.update({UP1.replace("layer.1", "layer.2"): torch.zeros(H, 16)})),
+                    "adapter.safetensors", ["unexpected ['roberta.encoder.layer.2.output.adapters.en.adapter_up.weight']"]),
+    "duplicate": (lambda d: _edit_weights(d, lambda t: t.update({UP1.removeprefix("roberta."): t[UP1].clone()})),
+                  "adapter.safetensors", ["are the same adapter weight"]),
+    "no_invertible_F0": (lambda d: _edit_weights(d, lambda t: t.pop("roberta.invertible_adapters.en.F.0.weight")),
+                         "adapter.safetensors", ["no invertible F.0 weight found"]),
+    "config_list": (lambda d: (d / "adapter_config.json").write_text("[1, 2]"), "adapter_config.json", ["must be a JSON object", "(a list)"]),
+    "config_json": (lambda d: (d / "adapter_config.json").write_text('{"config": {,}}'), "adapter_config.json", ["not valid JSON", "line 1, column 13"]),
+    "hidden_string": (lambda d: _edit_config(d, lambda c: c.update(hidden_size="32")), "adapter_config.json",
+                      ["field 'hidden_size' must be a positive integer, got '32' (a string)"]),
+    "name_type": (lambda d: _edit_config(d, lambda c: c.update(name=["en"])), "adapter_config.json", ["field 'name' must be a string or null"]),
+    "lora": (lambda d: _edit_config(d, lambda c: c["config"].update(architecture="lora")), "adapter_config.json",
+             ["config.architecture is 'lora'", "only bottleneck adapters"]),
+    "glow": (lambda d: _edit_config(d, lambda c: c["config"].update(inv_adapter="glow")), "adapter_config.json", ["config.inv_adapter is 'glow'"]),
+    "model_type": (lambda d: _edit_config(d, lambda c: c.update(model_type="bert")), "adapter_config.json",
+                   ["model_type 'bert', this model is 'xlm-roberta'"]),
+    "madx_config": (lambda d: (d / "adapter_config.json").write_text(json.dumps({"kind": "language", "format_version": 1})),
+                    "adapter_config.json", ["this is a madx adapter config", "madx.load_adapter"]),
+    "bad_name": (lambda d: _edit_config(d, lambda c: c.update(name="en/wiki@ukp")), "adapter_config.json",
+                 ["adapter name 'en/wiki@ukp' is not a madx name", "pass name="]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_adapterhub_directories_name_the_file_and_change_nothing(tmp_path, case):
+    edit, file_name, fragments = MALFORMED[case]
+    model = tiny_model("xlm-roberta", "ner")
+    write_adapterhub_dir(tmp_path / "en", "en", reduction=2, invertible=True, seed=1)
+    edit(tmp_path / "en")
+    before = snapshot(model)
+    with pytest.raises(ValueError) as info:
+        import_adapterhub(model, tmp_path / "en", kind="language")
+    message = str(info.value)
+    assert str(tmp_path / "en" / file_name) in message and "\n" not in message
+    assert all(f in message for f in fragments), message
+    assert len(message.replace(str(tmp_path), "")) <= 300
+    assert_unchanged(model, before)
+
+
+def test_missing_directory_and_bad_kind_are_named(tmp_path):
+    model = tiny_model("xlm-roberta", "ner")
+    with pytest.raises(FileNotFoundError, match="nowhere: no adapter config here: the directory does not exist"):
+        import_adapterhub(model, tmp_path / "nowhere", kind="language")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        import_adapterhub(model, tmp_path / "nowhere", kind="lang")
+    assert not madx.is_attached(model)
+
+
+def test_invalid_saved_name_imports_under_a_given_name(tmp_path):
+    model = tiny_model("xlm-roberta", "ner")
+    write_adapterhub_dir(tmp_path / "en", "en", reduction=2, invertible=False, seed=1)
+    _edit_config(tmp_path / "en", lambda c: c.update(name="en/wiki@ukp"))
+    assert import_adapterhub(model, tmp_path / "en", kind="language", name="en") == "en"

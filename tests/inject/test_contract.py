@@ -223,19 +223,32 @@ def test_incompatible_adapter_files_are_rejected(tmp_path):
         madx.load_adapter(tiny_model("xlm-roberta", "ner"), tmp_path / "nowhere")
 
 
-def test_tampered_weights_are_rejected_and_leave_no_half_loaded_adapter(tmp_path):
-    from safetensors.torch import load_file, save_file
+TAMPERINGS = {  # how the saved weights are spoiled -> what the refusal says
+    "missing tensor": (lambda t: t.pop("layers.1.up.bias"), r"missing \['layers.1.up.bias'\]"),
+    "NaN": (lambda t: t["layers.0.up.weight"].fill_(float("nan")), r"tensor 'layers.0.up.weight' .* NaN"),
+    "int32": (lambda t: t.update({"layers.0.down.bias": t["layers.0.down.bias"].int()}), r"'layers.0.down.bias' .* dtype torch.int32"),
+    "wrong shape": (lambda t: t.update({"layers.1.up.weight": torch.zeros(32, 3)}), r"'layers.1.up.weight' .* shape \(32, 3\), expected \(32, 2\)"),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS))
+def test_tampered_weights_are_rejected_and_leave_no_half_loaded_adapter(tmp_path, tampering):
+    from safetensors.torch import load, save_file
 
     model = tiny_model("xlm-roberta", "ner")
     madx.add_task_adapter(model, "ner")
     madx.save_adapter(model, "ner", tmp_path / "ner")
-    weights = load_file(str(tmp_path / "ner" / "adapter.safetensors"))
-    weights.pop("layers.1.up.bias")
-    save_file(weights, str(tmp_path / "ner" / "adapter.safetensors"))
+    weights_path = tmp_path / "ner" / "adapter.safetensors"
+    weights = load(weights_path.read_bytes())
+    edit, message = TAMPERINGS[tampering]
+    edit(weights)
+    save_file(weights, str(weights_path))
     fresh = tiny_model("xlm-roberta", "ner")
-    with pytest.raises(ValueError, match=r"missing \['layers.1.up.bias'\]"):
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError, match=f"adapter.safetensors: .*{message}"):
         madx.load_adapter(fresh, tmp_path / "ner")
-    assert madx.adapter_names(fresh) == []
+    assert madx.adapter_names(fresh) == [] and not madx.is_attached(fresh)
+    assert fresh.state_dict().keys() == before.keys() and all(torch.equal(fresh.state_dict()[k], v) for k, v in before.items())
 
 
 def test_many_language_adapters_loaded_at_once_switch_without_reloading_base():
