@@ -32,6 +32,8 @@ from typing import Any
 import datasets
 import torch
 
+from madx.data.checks import BOM, TextFileError, check_file, check_int, check_real, first_problem, not_text_error
+
 log = logging.getLogger(__name__)
 
 _List = getattr(datasets, "List", None) or datasets.Sequence  # datasets>=4 has List; 3.x only Sequence
@@ -39,12 +41,46 @@ _CHUNKER_VERSION = "1"  # bump when _chunk_batch's output changes, so old caches
 _HASH_CHUNK = 1 << 20
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The non-blank lines of one UTF-8 file, stripped; a byte-order mark at the start of a line
+    (a file saved with one, or files concatenated from such) is dropped."""
+    check_file(path, "text file (UTF-8, one document per line)")
+    out: list[str] = []
+    bad = False
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                s = line.strip()
+                if s and s[0] == BOM:
+                    s = s[1:].strip()
+                if "\x00" in s:  # binary, or UTF-16 without a byte-order mark
+                    bad = True
+                    break
+                if s:
+                    out.append(s)
+    except UnicodeDecodeError:
+        bad = True
+    if bad:  # the text decoder's offsets are per chunk: scan the bytes again for line and file offset
+        with open(path, "rb") as f:
+            head = f.read(1024)
+            f.seek(0)
+            problem = first_problem(f)
+        if problem is None:  # cannot happen: the byte scan applies the same rules as the text read
+            raise TextFileError(f"{path}: not UTF-8 text") from None
+        raise not_text_error(path, problem, head, TextFileError) from None
+    return out
+
+
 def read_text_files(paths: str | Path | Sequence[str | Path]) -> list[str]:
-    """All non-blank lines of the given UTF-8 files, stripped, in order."""
+    """All non-blank lines of the given UTF-8 files, stripped, in order.
+
+    Raises TextFileError (a ValueError) naming file:line and the byte offset for bytes that are
+    not UTF-8 or a NUL byte, with a hint (e.g. re-encode as UTF-8); FileNotFoundError or
+    IsADirectoryError naming a path that is not a file.
+    """
     out: list[str] = []
     for p in _as_paths(paths):
-        with open(p, encoding="utf-8") as f:
-            out.extend(s for s in (line.strip() for line in f) if s)
+        out.extend(_read_lines(p))
     return out
 
 
@@ -52,7 +88,9 @@ def load_text_corpus(paths: str | Path | Sequence[str | Path]) -> datasets.Datas
     """Plain text files (one document per line) as a Dataset with one ``text`` column."""
     lines = read_text_files(paths)
     if not lines:
-        raise ValueError(f"no text in {[str(p) for p in _as_paths(paths)]}: every line is blank")
+        names = [str(p) for p in _as_paths(paths)]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise ValueError(f"no text in {shown}: every line is blank")
     return datasets.Dataset.from_dict({"text": lines}, features=datasets.Features({"text": datasets.Value("string")}))
 
 
@@ -83,7 +121,10 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(paths, (str, Path)):
         return [Path(paths)]
-    return [Path(p) for p in paths]
+    out = [Path(p) for p in paths]
+    if not out:
+        raise ValueError("no corpus files given (an empty list of paths)")
+    return out
 
 
 def _content_fingerprint(source: Any) -> str:
@@ -135,12 +176,17 @@ def build_mlm_dataset(
     batch_size: documents per map batch; the remainder (< one block) of each batch is dropped.
     Raises ValueError when the corpus is too small for a single block.
     """
+    check_int("max_seq_length", max_seq_length)
     if max_seq_length < 3:
         raise ValueError(f"max_seq_length must be >= 3 (<s>, a token, </s>), got {max_seq_length}")
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("num_proc", num_proc, minimum=1, allow_none=True)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("the tokenizer needs cls (<s>) and sep (</s>) tokens to frame blocks")
     if isinstance(source, datasets.Dataset) and "text" not in source.column_names:
         raise ValueError(f"the corpus dataset needs a 'text' column; it has {source.column_names}")
+    # Read (and so validate) the files before hashing them: a bad file is named, never cached.
+    texts = source if isinstance(source, datasets.Dataset) else load_text_corpus(source)
     settings = {
         "chunker": _CHUNKER_VERSION,
         "max_seq_length": max_seq_length,
@@ -157,7 +203,6 @@ def build_mlm_dataset(
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"mlm-{key}.arrow"
 
-    texts = source if isinstance(source, datasets.Dataset) else load_text_corpus(source)
     blocks = texts.map(
         _chunk_batch,
         batched=True,
@@ -205,9 +250,12 @@ class MaskedLMCollator:
         pad_to_multiple_of: int | None = None,
         always_attention_mask: bool = False,
     ):
-        if not 0.0 < mlm_probability < 1.0:
-            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
-        if mask_replace_prob < 0 or random_replace_prob < 0 or mask_replace_prob + random_replace_prob > 1:
+        check_real("mlm_probability", mlm_probability, low=0.0, high=1.0, open_low=True, open_high=True)
+        check_real("mask_replace_prob", mask_replace_prob, low=0.0, high=1.0)
+        check_real("random_replace_prob", random_replace_prob, low=0.0, high=1.0)
+        check_int("pad_to_multiple_of", pad_to_multiple_of, minimum=1, allow_none=True)
+        check_int("seed", seed, allow_none=True)
+        if mask_replace_prob + random_replace_prob > 1:
             raise ValueError(
                 f"need mask_replace_prob, random_replace_prob >= 0 with sum <= 1, got {mask_replace_prob}, {random_replace_prob}"
             )

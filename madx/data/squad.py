@@ -7,7 +7,9 @@ Every answer is checked: ``context[answer_start : answer_start + len(text)] == t
 mismatch is an error naming the file, the question id and what was found; with ``repair=True``
 the answer is moved to the occurrence of its text nearest the given offset (a warning counts the
 repairs), and it is an error only when the text occurs nowhere in the context. A missing key or a
-wrong type names the file and the JSON path, e.g. ``data[3].paragraphs[0].qas[2].answers[1]``.
+wrong type names the file and the JSON path, e.g. ``data[3].paragraphs[0].qas[2].answers[1]``,
+and what was expected there. A file that is not UTF-8 names the line and byte offset; invalid
+JSON names line and column, with an excerpt. A UTF-8 byte-order mark is accepted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+
+from madx.data.checks import DataFileError, excerpt, read_text
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,8 @@ HUB_DATASETS: dict[str, tuple[str, str | None]] = {
 }
 
 
-class SquadFormatError(ValueError):
-    """A SQuAD-format file that does not validate; the message names the file and where."""
+class SquadFormatError(DataFileError):
+    """A SQuAD-format file that does not validate; the message names the file and where (a ValueError)."""
 
 
 def squad_features() -> datasets.Features:
@@ -50,17 +54,42 @@ def squad_features() -> datasets.Features:
     )
 
 
+def _check_type(val: Any, typ: type | tuple[type, ...], file: Path, where: str) -> Any:
+    typs = typ if isinstance(typ, tuple) else (typ,)
+    # bool is an int subclass; an answer_start or id of true/false is a broken file, not 1/0.
+    if not isinstance(val, typs) or (isinstance(val, bool) and bool not in typs):
+        want = " or ".join(t.__name__ for t in typs)
+        raise SquadFormatError(f"{file}: {where} should be {want}, found {type(val).__name__} {excerpt(val)}")
+    return val
+
+
 def _get(obj: Any, key: str, typ: type | tuple[type, ...], file: Path, where: str) -> Any:
     if not isinstance(obj, dict):
-        raise SquadFormatError(f"{file}: {where} should be an object, found {type(obj).__name__}")
+        if where == "<root>":
+            raise SquadFormatError(
+                f"{file}: the top level should be an object {{\"version\": ..., \"data\": [articles]}} (SQuAD v1.1), "
+                f"found {type(obj).__name__}"
+            )
+        raise SquadFormatError(f"{file}: {where} should be an object, found {type(obj).__name__} {excerpt(obj)}")
     if key not in obj:
-        raise SquadFormatError(f"{file}: missing key {where}.{key} (keys there: {sorted(obj)})")
-    val = obj[key]
-    # bool is an int subclass; an answer_start of true/false is a broken file, not offset 1/0.
-    if not isinstance(val, typ) or (typ is int and isinstance(val, bool)):
-        want = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
-        raise SquadFormatError(f"{file}: {where}.{key} should be {want}, found {type(val).__name__} {val!r:.80}")
-    return val
+        raise SquadFormatError(f"{file}: missing key {where}.{key} (keys there: {excerpt(sorted(obj), 100)})")
+    return _check_type(obj[key], typ, file, f"{where}.{key}")
+
+
+def _parse_json(path: Path) -> Any:
+    text = read_text(path, "SQuAD-format JSON file", SquadFormatError)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        if not text.strip():
+            hint = "; the file is empty"
+        elif e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
+            hint = "; the file ends early (truncated?)"
+        else:
+            hint = f", near {excerpt(text[max(0, e.pos - 20) : e.pos + 20])}"
+        raise SquadFormatError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}){hint}") from None
+    except RecursionError:
+        raise SquadFormatError(f"{path}: not valid SQuAD JSON: nested too deeply to parse") from None
 
 
 def _nearest(context: str, text: str, start: int) -> int:
@@ -80,10 +109,7 @@ def read_squad(path: str | Path, *, repair: bool = False) -> list[dict]:
     without answers is an error. Question ids must be unique within the file.
     """
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise SquadFormatError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+    raw = _parse_json(path)
     articles = _get(raw, "data", list, path, "<root>")
     rows: list[dict] = []
     seen: dict[str, str] = {}
@@ -91,6 +117,8 @@ def read_squad(path: str | Path, *, repair: bool = False) -> list[dict]:
     for i, art in enumerate(articles):
         aw = f"data[{i}]"
         title = art.get("title", "") if isinstance(art, dict) else ""
+        if title is not None:
+            _check_type(title, str, path, f"{aw}.title")
         for j, para in enumerate(_get(art, "paragraphs", list, path, aw)):
             pw = f"{aw}.paragraphs[{j}]"
             context = _get(para, "context", str, path, pw)
@@ -99,16 +127,19 @@ def read_squad(path: str | Path, *, repair: bool = False) -> list[dict]:
                 qid = str(_get(qa, "id", (str, int), path, qw))
                 question = _get(qa, "question", str, path, qw)
                 if qid in seen:
-                    raise SquadFormatError(f"{path}: question id {qid!r} at {qw} was already used at {seen[qid]}")
+                    raise SquadFormatError(f"{path}: question id {excerpt(qid)} at {qw} was already used at {seen[qid]}")
                 seen[qid] = qw
                 answers = _get(qa, "answers", list, path, qw)
-                if not answers and not qa.get("is_impossible", False):
-                    raise SquadFormatError(f"{path}: question {qid!r} ({qw}) has no answers and is not marked is_impossible")
+                impossible = _check_type(qa.get("is_impossible", False), bool, path, f"{qw}.is_impossible")
+                if not answers and not impossible:
+                    raise SquadFormatError(f"{path}: question {excerpt(qid)} ({qw}) has no answers and is not marked is_impossible")
                 texts, starts = [], []
                 for a, ans in enumerate(answers):
                     ww = f"{qw}.answers[{a}]"
                     text = _get(ans, "text", str, path, ww)
                     start = _get(ans, "answer_start", int, path, ww)
+                    if not text and not impossible:
+                        raise SquadFormatError(f"{path}: question {excerpt(qid)} ({ww}.text): the answer text is empty")
                     found = context[start : start + len(text)] if start >= 0 else ""
                     if found != text:
                         pos = _nearest(context, text, start)
@@ -118,9 +149,14 @@ def read_squad(path: str | Path, *, repair: bool = False) -> list[dict]:
                                 if pos == -1
                                 else f"; the text occurs at {pos} (pass repair=True to move it there)"
                             )
+                            there = (
+                                f"found {excerpt(found, 40)} there"
+                                if 0 <= start < len(context)
+                                else f"outside the context (length {len(context)})"
+                            )
                             raise SquadFormatError(
-                                f"{path}: question {qid!r} ({ww}): answer {text!r} expected at answer_start={start}, "
-                                f"found {found!r} there{where}"
+                                f"{path}: question {excerpt(qid, 40)} ({ww}.answer_start): answer {excerpt(text, 40)} "
+                                f"expected at answer_start={start}, {there}{where}"
                             )
                         start = pos
                         repaired += 1

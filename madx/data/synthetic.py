@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 from madx.atomic import atomic_write_text
+from madx.data.checks import check_int
 from madx.data.tokenizer import synthetic_corpus
 
 _PER = ["Amara", "Bodo", "Chen", "Dalia", "Ekon", "Farid", "Gaia", "Hiro", "Ines", "Juma", "Kiri", "Lupe"]
@@ -31,7 +32,13 @@ def _fillers(lang: str) -> list[str]:
     return [w for w in words if w] or ["la"]
 
 
+def _check_counts(n: int, seed: int) -> None:
+    check_int("n", n, minimum=0)
+    check_int("seed", seed)
+
+
 def ner_sentences(lang: str, n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    _check_counts(n, seed)
     rng, fillers = _rng("ner", lang, seed), _fillers(lang)
     out = []
     for _ in range(n):
@@ -53,6 +60,7 @@ def write_wikiann(path: str | Path, lang: str, n: int, seed: int = 0) -> Path:
 
 
 def squad_examples(lang: str, n: int, seed: int = 0) -> dict:
+    _check_counts(n, seed)
     rng, fillers = _rng("qa", lang, seed), _fillers(lang)
     paragraphs = []
     for p in range(n):

@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from madx.data.checks import check_int
+
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, in this order
 _MODELS = ("unigram", "wordpiece")
 
@@ -53,8 +55,10 @@ def build_tiny_tokenizer(
     """
     if model not in _MODELS:
         raise ValueError(f"unknown tokenizer model {model!r}; expected one of {list(_MODELS)}")
+    check_int("vocab_size", vocab_size)
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
+    check_int("model_max_length", model_max_length, minimum=1)
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     if texts is None:
@@ -222,8 +226,12 @@ def synthetic_corpus(lang: str, n: int, seed: int = 0, *, min_words: int = 4, ma
     Known codes (en, de, ru, ar, zh, ja, hi, th, my, sw, qu, ...) get a plausible script; any other
     string gets a script chosen from its hash. Sentences are space-separated words ending in ".".
     """
+    check_int("n", n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    check_int("seed", seed)
+    check_int("min_words", min_words)
+    check_int("max_words", max_words)
     if not 1 <= min_words <= max_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
     lexicon, weights, cased = _language(lang)

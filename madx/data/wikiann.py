@@ -10,20 +10,29 @@ Sentences are separated by blank lines; a trailing blank line is optional, runs 
 count as one. Tags are the 7-tag BIO set below, in the order of the Hugging Face ``wikiann``
 dataset's ClassLabel, so ids agree with ``load_wikiann_hub``.
 
-The layout is "Rahimi" when the first token line starts with a ``lang:`` prefix and more than
-half of the first 50 token lines carry the same one; every line must then carry it (a line
-without it is an error naming file:line). An XTREME token that happens to look like a prefix
-("en:x", "http://...") cannot trigger this unless most of the first 50 tokens start alike.
+The layout is "Rahimi" when more than half of the first 50 token lines carry the same ``lang:``
+prefix; every line must then carry it (a line without it, or with another language's prefix, is
+an error naming file:line). When most of the first 50 carry a prefix but no one prefix has the
+majority, the file mixes languages: an error naming the two prefixes and their lines. An XTREME
+token that happens to look like a prefix ("en:x", "http://...") cannot trigger either unless
+most of the first 50 tokens start alike.
+
+Malformed input is an error naming file:line (``WikiANNFormatError``, a ValueError): bytes that
+are not UTF-8 (with the byte offset and a hint), a line without exactly two tab-separated
+columns, an unknown tag. A UTF-8 byte-order mark is dropped, never part of a token.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import re
 from pathlib import Path
 
 import datasets
+
+from madx.data.checks import BOM, DataFileError, excerpt, read_text
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +52,8 @@ _DETECT_LINES = 50
 _List = getattr(datasets, "List", None) or datasets.Sequence  # datasets>=4 has List; 3.x only Sequence
 
 
-class WikiANNFormatError(ValueError):
-    """A WikiANN file that does not parse; the message names file:line."""
+class WikiANNFormatError(DataFileError):
+    """A WikiANN file that does not parse; the message names file:line (a ValueError)."""
 
 
 def ner_features() -> datasets.Features:
@@ -56,42 +65,66 @@ def ner_features() -> datasets.Features:
     )
 
 
-def _detect_prefix(lines: list[str]) -> str | None:
-    """The ``lang:`` prefix when most of the first token lines carry it (Rahimi), else None."""
-    firsts = list(itertools.islice((line for line in lines if line.strip()), _DETECT_LINES))
-    m = _PREFIX.match(firsts[0]) if firsts else None
-    if m is None:
+def _detect_prefix(lines: list[str], path: Path) -> tuple[str, int] | None:
+    """The ``lang:`` prefix and the first line carrying it when most of the first token lines
+    carry it (Rahimi), None when most carry none (XTREME); WikiANNFormatError when most carry a
+    prefix but no one prefix has the majority (mixed languages in one file)."""
+    firsts = list(itertools.islice(((i, line) for i, line in enumerate(lines, 1) if line.strip()), _DETECT_LINES))
+    found = [(i, m.group(0)) for i, line in firsts if (m := _PREFIX.match(line))]
+    if 2 * len(found) <= len(firsts):
         return None
-    prefix = m.group(0)
-    return prefix if 2 * sum(line.startswith(prefix) for line in firsts) > len(firsts) else None
+    counts = collections.Counter(p for _, p in found)
+    (top, n), *others = counts.most_common()
+    if 2 * n > len(firsts):
+        return top, next(i for i, p in found if p == top)
+    second = others[0][0]
+    at = {p: next(i for i, q in found if q == p) for p in (top, second)}
+    raise WikiANNFormatError(
+        f"{path}:{at[second]}: mixed language prefixes in one file: {excerpt(top, 30)} (line {at[top]}) and {excerpt(second, 30)} "
+        f"(line {at[second]}); a Rahimi-layout file holds one language, every token prefixed by its code"
+    )
+
+
+def _columns_error(path: Path, lineno: int, raw: str, cols: list[str]) -> WikiANNFormatError:
+    expected = "expected 'token<TAB>tag' (or 'lang:token<TAB>tag')"
+    if len(cols) == 1:
+        spaced = " (columns separated by spaces? they must be separated by one tab)" if " " in raw.strip() else ""
+        return WikiANNFormatError(f"{path}:{lineno}: {expected}, found no tab in {excerpt(raw)}{spaced}")
+    return WikiANNFormatError(f"{path}:{lineno}: {expected}: 2 tab-separated columns, found {len(cols)} in {excerpt(raw)}")
 
 
 def read_wikiann(path: str | Path, *, layout: str = "auto") -> tuple[list[list[str]], list[list[str]]]:
     """Parse one file into (sentences of tokens, sentences of tag strings).
 
     layout: "auto" (detect), "rahimi" (``lang:token``) or "xtreme" (``token``).
-    Raises WikiANNFormatError naming file:line for a line without a tab, an unknown tag, a
-    missing language prefix in a Rahimi file, an empty token, or a file without sentences.
+    Raises WikiANNFormatError naming file:line for bytes that are not UTF-8 text (with the byte
+    offset), a line without exactly two tab-separated columns, an unknown tag, a missing or a
+    different language prefix in a Rahimi file, an empty token, or a file without sentences.
+    A byte-order mark (U+FEFF) at the start of a line is dropped (files saved with one, or
+    concatenated from such files). Lines end at "\n", "\r\n" or "\r".
     Tags ``I-X`` that do not continue an ``X`` entity are kept (seqeval/conlleval read them as
     the start of an entity) and reported once with their count and first file:line.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown WikiANN layout {layout!r}; expected one of {list(LAYOUTS)}")
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()  # handles \n and \r\n; no trailing empty element for a final \n
+    text = read_text(path, "WikiANN file (token<TAB>tag lines)", WikiANNFormatError)
+    if "\r" in text:  # universal newlines, as open() reads lines
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if BOM in text:
+        lines = [line[1:] if line.startswith(BOM) else line for line in lines]
     if not any(line.strip() for line in lines):
         raise WikiANNFormatError(f"{path}: file is empty (no sentences); expected 'token<TAB>tag' lines")
 
-    prefix = _detect_prefix(lines)
-    if layout == "rahimi" and prefix is None:
+    detected = _detect_prefix(lines, path) if layout != "xtreme" else None
+    if layout == "rahimi" and detected is None:
         first = next(i for i, line in enumerate(lines, 1) if line.strip())
         raise WikiANNFormatError(
             f"{path}:{first}: layout='rahimi' but the first tokens do not share a 'lang:' prefix "
-            f"(got {lines[first - 1]!r}); use layout='xtreme' or 'auto'"
+            f"(got {excerpt(lines[first - 1])}); use layout='xtreme' or 'auto'"
         )
-    if layout == "xtreme":
-        prefix = None
+    prefix, prefix_line = detected or (None, 0)
 
     sentences: list[list[str]] = []
     tags: list[list[str]] = []
@@ -106,25 +139,31 @@ def read_wikiann(path: str | Path, *, layout: str = "auto") -> tuple[list[list[s
                 tags.append(tag_s)
                 tok_s, tag_s = [], []
             continue
-        if "\t" not in raw:
-            raise WikiANNFormatError(
-                f"{path}:{lineno}: expected 'token<TAB>tag' (or 'lang:token<TAB>tag'), found no tab in {raw!r}"
-            )
-        token, tag = raw.rsplit("\t", 1)
+        cols = raw.split("\t")
+        if len(cols) != 2:
+            raise _columns_error(path, lineno, raw, cols)
+        token, tag = cols
         tag = tag.strip()
         if tag not in LABEL2ID:
+            swapped = "; the columns look swapped (expected token<TAB>tag)" if token.strip() in LABEL2ID else ""
             raise WikiANNFormatError(
-                f"{path}:{lineno}: unknown tag {tag!r}; allowed tags are {', '.join(NER_TAGS)}"
+                f"{path}:{lineno}: unknown tag {excerpt(tag)}; allowed tags are {', '.join(NER_TAGS)}{swapped}"
             )
         if prefix is not None:
             if not token.startswith(prefix):
+                m = _PREFIX.match(token)
+                if m is not None:
+                    raise WikiANNFormatError(
+                        f"{path}:{lineno}: mixed language prefixes in one file: {excerpt(prefix, 30)} (line {prefix_line}) "
+                        f"and {excerpt(m.group(0), 30)} (line {lineno}); a Rahimi-layout file holds one language"
+                    )
                 raise WikiANNFormatError(
-                    f"{path}:{lineno}: expected the language prefix {prefix!r} (original Rahimi layout, "
-                    f"detected from the first lines), found {token!r}"
+                    f"{path}:{lineno}: expected the language prefix {excerpt(prefix, 30)} (original Rahimi layout, "
+                    f"detected from the first lines), found {excerpt(token)}"
                 )
             token = token[len(prefix) :]
         if token == "":
-            raise WikiANNFormatError(f"{path}:{lineno}: empty token before the tab in {raw!r}")
+            raise WikiANNFormatError(f"{path}:{lineno}: empty token before the tab in {excerpt(raw)}")
         if tag.startswith("I-"):
             prev = tag_s[-1] if tag_s else "O"
             if prev[2:] != tag[2:]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 import pytest
 import torch
 
 from madx.data import mlm
+from madx.data.checks import TextFileError
 from madx.data.mlm import MaskedLMCollator, build_mlm_dataset, load_text_corpus, read_text_files
 from madx.data.tokenizer import build_tiny_tokenizer, synthetic_corpus
 
@@ -166,3 +169,138 @@ def test_packed_blocks_have_no_padding_and_no_mask(tok, tmp_path):
     assert not (batch["input_ids"] == tok.pad_token_id).any(), "non-pad fraction 1.0"
     forced = MaskedLMCollator(tok, seed=0, always_attention_mask=True)([blocks[i] for i in range(8)])
     assert forced["attention_mask"].all() and torch.equal(forced["labels"], batch["labels"])
+
+
+# --- malformed input: every error names the file, the line and the byte offset ---
+
+
+def bad_file(tmp_path, data: bytes, name="bad.txt"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def text_error(paths) -> str:
+    with pytest.raises(TextFileError) as e:
+        read_text_files(paths)
+    msg = str(e.value)
+    assert isinstance(e.value, ValueError)
+    assert len(msg) < 300 + max(len(str(p)) for p in ([paths] if isinstance(paths, Path) else paths)), msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "data, line, offset, what",
+    [
+        ("uno\ndos\nañu\n".encode("latin-1"), 3, 9, "not UTF-8: byte 0xf1"),
+        ("x\n\u201cquoted\u201d\n".encode("cp1252"), 2, 2, "not UTF-8: byte 0x93"),
+        ("texto\n".encode("utf-16"), 1, 0, "not UTF-8: byte 0xff"),
+        ("texto\n".encode("utf-16-le"), 1, 1, "not text: a NUL byte"),
+        (b"ok\nok\x00ok\n", 2, 5, "not text: a NUL byte"),
+        ("uno\nKöln".encode()[:-3], 2, 5, "not UTF-8: byte 0xc3"),  # truncated inside ö
+        (bytes(range(256)) * 4, 1, 0, "not text: a NUL byte"),  # binary garbage
+        (bytes(range(255, 0, -1)), 1, 0, "not UTF-8: byte 0xff"),  # binary garbage without NUL
+    ],
+)
+def test_not_utf8_names_file_line_and_offset(tmp_path, data, line, offset, what):
+    p = bad_file(tmp_path, data)
+    msg = text_error(p)
+    assert msg.startswith(f"{p}:{line}: {what} at offset {offset}"), msg
+
+
+def test_latin1_hint(tmp_path):
+    p = bad_file(tmp_path, "Ñuqa\n".encode("latin-1"))
+    assert "re-encode as UTF-8" in text_error(p)
+
+
+def test_error_deep_in_a_big_file_has_the_right_line_and_offset(tmp_path):
+    good = "Runasimi rimay.\n" * 50_000  # several of the text reader's chunks
+    p = bad_file(tmp_path, good.encode() + "Ñuqa\n".encode("latin-1"))
+    assert text_error(p).startswith(f"{p}:50001: not UTF-8: byte 0xd1 at offset {len(good)}")
+
+
+def test_the_bad_file_among_several_is_named(tmp_path):
+    a = bad_file(tmp_path, b"fine\n", name="a.txt")
+    b = bad_file(tmp_path, b"fine\n\xe9\n", name="b.txt")
+    assert text_error([a, b]).startswith(f"{b}:2: not UTF-8: byte 0xe9 at offset 5")
+
+
+def test_bom_is_dropped_at_the_start_and_after_concatenation(tmp_path):
+    p = bad_file(tmp_path, b"\xef\xbb\xbfuno\r\ndos\n\xef\xbb\xbf\n\xef\xbb\xbf  tres\n")
+    assert read_text_files(p) == ["uno", "dos", "tres"]
+
+
+def test_unicode_whitespace_and_separators_are_unchanged(tmp_path):
+    p = bad_file(tmp_path, "a\u00a0b\u2028c\n\u3000x\u3000\n".encode())
+    assert read_text_files(p) == ["a\u00a0b\u2028c", "x"]  # as before: open() splits at \n only; strip() trims U+3000
+
+
+def test_empty_file_and_no_files(tmp_path):
+    p = bad_file(tmp_path, b"")
+    with pytest.raises(ValueError, match=rf"no text in {p}: every line is blank"):
+        load_text_corpus(p)
+    with pytest.raises(ValueError, match="every line is blank"):
+        load_text_corpus(bad_file(tmp_path, b"\xef\xbb\xbf\n\n", name="bom-only.txt"))
+    with pytest.raises(ValueError, match="no corpus files given"):
+        load_text_corpus([])
+    many = [bad_file(tmp_path, b"\n", name=f"e{i}.txt") for i in range(50)]
+    with pytest.raises(ValueError, match="and 47 more: every line is blank") as e:
+        load_text_corpus(many)
+    assert len(str(e.value)) < 300 + 3 * len(str(many[0]))
+
+
+def test_directory_and_missing_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match=rf"^{tmp_path}: is a directory; expected a text file"):
+        read_text_files(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"qu\.txt: no such text file"):
+        load_text_corpus(tmp_path / "qu.txt")
+
+
+def test_build_mlm_dataset_names_a_bad_file_and_caches_nothing(tok, tmp_path):
+    p = bad_file(tmp_path, "uno dos\n".encode() * 100 + "año\n".encode("latin-1"), name="qu.txt")
+    with pytest.raises(TextFileError, match=rf"^{p}:101: not UTF-8: byte 0xf1 at offset 801"):
+        build_mlm_dataset(p, tok, 16, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # the files are read before anything is hashed or written
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        build_mlm_dataset(tmp_path, tok, 16, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"max_seq_length": "128"}, TypeError, "max_seq_length must be an int, got str"),
+        ({"max_seq_length": 128.0}, TypeError, "max_seq_length must be an int, got float"),
+        ({"max_seq_length": True}, TypeError, "max_seq_length must be an int, got bool"),
+        ({"max_seq_length": 2}, ValueError, "max_seq_length must be >= 3"),
+        ({"max_seq_length": -1}, ValueError, "max_seq_length must be >= 3"),
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
+        ({"batch_size": 1.5}, TypeError, "batch_size must be an int"),
+        ({"num_proc": 0}, ValueError, "num_proc must be >= 1, got 0"),
+        ({"num_proc": "2"}, TypeError, "num_proc must be an int or None"),
+    ],
+)
+def test_build_mlm_dataset_number_checks(tok, tmp_path, kwargs, error, match):
+    texts = datasets.Dataset.from_dict({"text": ["a b"]})
+    with pytest.raises(error, match=match):
+        build_mlm_dataset(texts, tok, **{"max_seq_length": 16, **kwargs}, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"mlm_probability": float("nan")}, ValueError, r"mlm_probability must be in \(0.0, 1.0\), got nan"),
+        ({"mlm_probability": 1.0}, ValueError, "mlm_probability must be in"),
+        ({"mlm_probability": "0.15"}, TypeError, "mlm_probability must be a number, got str"),
+        ({"mlm_probability": True}, TypeError, "mlm_probability must be a number, got bool"),
+        ({"mask_replace_prob": float("nan")}, ValueError, "mask_replace_prob must be in"),
+        ({"random_replace_prob": -0.1}, ValueError, "random_replace_prob must be in"),
+        ({"random_replace_prob": None}, TypeError, "random_replace_prob must be a number"),
+        ({"pad_to_multiple_of": 0}, ValueError, "pad_to_multiple_of must be >= 1, got 0"),
+        ({"pad_to_multiple_of": 8.0}, TypeError, "pad_to_multiple_of must be an int or None"),
+        ({"seed": "1"}, TypeError, "seed must be an int or None, got str"),
+        ({"seed": 1.0}, TypeError, "seed must be an int or None, got float"),
+    ],
+)
+def test_collator_number_checks(tok, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MaskedLMCollator(tok, **kwargs)

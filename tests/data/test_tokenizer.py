@@ -102,3 +102,32 @@ def test_synthetic_corpus_is_deterministic_and_language_specific():
     sw = {w.lower().strip(".") for s in synthetic_corpus("sw", 200) for w in s.split()}
     assert len(en & sw) < 0.2 * min(len(en), len(sw))
     assert all(s.endswith(".") for s in synthetic_corpus("xyz-unknown", 5))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"vocab_size": "300"}, TypeError, "vocab_size must be an int, got str"),
+        ({"vocab_size": 300.0}, TypeError, "vocab_size must be an int, got float"),
+        ({"model_max_length": 0}, ValueError, "model_max_length must be >= 1, got 0"),
+        ({"model_max_length": None}, TypeError, "model_max_length must be an int"),
+    ],
+)
+def test_tokenizer_number_checks(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        build_tiny_tokenizer(TEXTS, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        ((2.5,), {}, TypeError, "n must be an int, got float"),
+        ((-1,), {}, ValueError, "n must be >= 0, got -1"),
+        ((3,), {"seed": "1"}, TypeError, "seed must be an int, got str"),
+        ((3,), {"min_words": 0}, ValueError, "need 1 <= min_words <= max_words"),
+        ((3,), {"max_words": 4.5}, TypeError, "max_words must be an int"),
+    ],
+)
+def test_synthetic_corpus_number_checks(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        synthetic_corpus("qu", *args, **kwargs)
