@@ -33,7 +33,10 @@ def add_arguments(parser) -> None:
     run = sub.add_parser("run", help="run (or resume) a suite; every launched process is a worker")
     run.add_argument("suite")
     run.add_argument("--out", required=True, help="run directory (shared by all workers)")
-    run.add_argument("--lease-seconds", type=float, default=None, help="claim lease; a dead worker's job is retaken after it")
+    run.add_argument("--lease-seconds", type=float, default=None,
+                     help="heartbeat period shown by status (ownership is a lock that dies with its worker)")
+    run.add_argument("--add", action="store_true",
+                     help="add this suite's jobs to a run directory that holds another suite (refused otherwise)")
     run.add_argument("--max-jobs", type=int, default=None, help="stop this worker after N jobs")
     run.set_defaults(run=run_run)
     status = sub.add_parser("status", help="done / running / failed / pending of a run directory")
@@ -128,7 +131,7 @@ def run_run(args) -> int:
     import logging
 
     from bench.suite import SuiteError, load_suite
-    from bench.worker import run_worker
+    from bench.worker import StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle, run_worker
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -136,8 +139,17 @@ def run_run(args) -> int:
     except SuiteError as error:
         print(f"invalid suite: {error}", file=sys.stderr)
         return 2
-    summary = run_worker(suite, args.out, progress=lambda line: print(line, flush=True),
-                         lease_seconds=args.lease_seconds, max_jobs=args.max_jobs)
+    try:
+        install_lifecycle()
+        summary = run_worker(suite, args.out, progress=lambda line: print(line, flush=True),
+                             lease_seconds=args.lease_seconds, max_jobs=args.max_jobs, add_jobs=args.add)
+    except WorkerStopped as stop:
+        print(f"stopped by {stop}: the job in hand was released and will run again; finished jobs are kept",
+              file=sys.stderr)
+        return 128 + stop.signum
+    except (StorageFull, SuiteMismatch) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0 if summary["failed"] == 0 and summary["pending"] == 0 and summary["running"] == 0 else 1
 
 
@@ -145,18 +157,24 @@ def run_status(args) -> int:
     from bench.store import RunStore
     from bench.worker import status_counts
 
-    store = RunStore(args.dir)
     plan_path = Path(args.dir) / "plan.json"
-    if not plan_path.exists():
+    if not plan_path.is_file():
         print(f"{args.dir}: no plan.json; not a run directory", file=sys.stderr)
         return 2
-    jobs = json.loads(plan_path.read_text())["jobs"]
+    store = RunStore(args.dir, create=False)  # reading only: a mistyped path creates nothing
+    jobs = json.loads(plan_path.read_text(encoding="utf-8"))["jobs"]
     counts = status_counts(store, jobs)
     print(f"{args.dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" of {len(jobs)} jobs")
     for job in jobs:
-        owner = store.claim_owner(job["id"])
-        if owner and not store.is_done(job["id"]):
-            print(f"  running  {job['name']}  ({owner.get('worker')})")
-        elif not store.is_done(job["id"]) and (error := store.error(job["id"])):
-            print(f"  failed   {job['name']}: {error.get('error')}")
+        if store.is_done(job["id"]):
+            continue
+        ownership = store.owner(job["id"])
+        if ownership.state != "free":
+            print(f"  {'running' if ownership.state == 'held' else 'stale':<8} {job['name']}: {ownership.describe()}")
+        elif error := store.error(job["id"]):
+            print(f"  failed   {job['name']}: {str(error.get('error'))[:300]}")
+        if problem := store.result_problem(job["id"]):
+            print(f"  invalid  {job['name']}: result.json {problem} (quarantined when the job runs again)")
+        for kept in store.quarantined(job["id"]):
+            print(f"  quarantined {job['name']}: {kept}")
     return 0

@@ -4,14 +4,32 @@ Every process started by ``accelerate launch``/``torchrun`` (or by hand) is one 
 share work only through the run directory (``bench.store``), so any number of them, on any
 number of nodes with a shared filesystem, can join or die at any moment. A job runs when all its
 dependencies have results; a failure records the traceback, blocks the job's dependents for
-this run, and the next run retries it.
+this run, and the next run retries it. ``run.json`` and every ``result.json`` are written through
+the schema in ``bench.results``.
+
+Living and dying cleanly:
+
+* SIGTERM / SIGINT stop the job in hand: its workspace is removed, its claim released (the job
+  runs again later) and nothing half is written; then the worker exits (143 / 130).
+* A worker dies with the process that started it (Linux: ``PR_SET_PDEATHSIG``), so killing a
+  launcher leaves no orphans holding jobs.
+* A full disk or read-only filesystem (ENOSPC, EDQUOT, EROFS) stops the worker with one message
+  naming the path, instead of failing every ready job in turn; nothing committed is touched.
+* A run directory belongs to one suite (``plan.json``): another suite is refused unless
+  ``add_jobs`` (``--add``) is given, which adds its jobs to the plan.
+* A finished run is recognised read-only: rerunning it needs no write access.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
+import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,12 +42,50 @@ import torch
 
 from bench.execute import RUNNERS, JobContext, is_full_model_job
 from bench.graph import Job, build_graph
-from bench.store import RunStore
+from bench.results import SCHEMA_VERSION, Cost, JobResult, Provenance, RunInfo, WorkerInfo, collect_provenance
+from bench.store import ClaimLost, RunDirectoryError, RunStore, is_storage_error
 from bench.suite import Suite, compile_setting
 from madx.atomic import atomic_write_json, atomic_write_text
 from madx.provenance import now as _now
-from madx.provenance import provenance
 from madx.runtime import Runtime
+
+
+ERROR_MESSAGE_CHARS = 500  # error.json's message; the traceback beside it carries the detail
+
+
+class WorkerStopped(BaseException):
+    """Raised in the worker's main thread by SIGTERM/SIGINT: unwinds the job without recording a failure."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StorageFull(RuntimeError):
+    """The run directory's filesystem refused a write (full, over quota, read-only)."""
+
+
+def _raise_stop(signum, frame):
+    raise WorkerStopped(signum)
+
+
+def install_lifecycle() -> None:
+    """Stop cleanly on SIGTERM/SIGINT, and get SIGTERM when the parent (launcher) dies."""
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass  # no libc by that name: workers then outlive a killed launcher, as before
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            raise WorkerStopped(signal.SIGTERM)
+
+
+def bounded_message(error: BaseException) -> str:
+    text = f"{type(error).__name__}: " + " ".join(str(error).split())
+    return text if len(text) <= ERROR_MESSAGE_CHARS else text[: ERROR_MESSAGE_CHARS - 1] + "…"
 
 
 def worker_identity() -> tuple[int, str]:
@@ -37,27 +93,71 @@ def worker_identity() -> tuple[int, str]:
     return rank, f"{socket.gethostname()}:{os.getpid()}:rank{rank}"
 
 
-def write_run_files(suite: Suite, store: RunStore, jobs: list[Job]) -> None:
+class SuiteMismatch(ValueError):
+    pass
+
+
+def check_plan(suite: Suite, out_dir: Path, jobs: list[Job], add_jobs: bool) -> list[dict] | None:
+    """The plan already in ``out_dir`` (None if there is none); refuses another suite's directory."""
+    path = out_dir / "plan.json"
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SuiteMismatch(f"{path} is not a readable plan ({error}); move the run directory aside") from None
+    ours = {j.id for j in jobs}
+    theirs = {j["id"] for j in plan.get("jobs", [])}
+    if plan.get("suite") != suite.name or not ours <= theirs:
+        if not add_jobs:
+            raise SuiteMismatch(
+                f"{out_dir} holds suite {plan.get('suite')!r} ({len(theirs)} jobs); this is suite {suite.name!r} with "
+                f"{len(ours - theirs)} job(s) not in its plan. Use another --out, or --add to add them to this run")
+    return plan.get("jobs", [])
+
+
+def write_run_files(suite: Suite, store: RunStore, jobs: list[Job], provenance: Provenance,
+                    previous: list[dict] | None = None) -> None:
     plan = [{"id": j.id, "kind": j.kind, "name": j.name, "deps": list(j.deps)} for j in jobs]
+    known = {j["id"] for j in plan}
+    plan = [j for j in previous or [] if j["id"] not in known] + plan  # --add keeps the earlier jobs
     atomic_write_json(store.root / "plan.json", {"suite": suite.name, "jobs": plan})
-    if suite.path is not None:
-        atomic_write_text(store.root / "suite.yaml", Path(suite.path).read_text(encoding="utf-8"))
+    suite_bytes = Path(suite.path).read_bytes() if suite.path is not None else None
+    if suite_bytes is not None:
+        atomic_write_text(store.root / "suite.yaml", suite_bytes.decode("utf-8"))
     run_file = store.root / "run.json"
     if not run_file.exists():
-        atomic_write_json(run_file, {"suite": suite.name, "started_at": _now(), "notes": list(suite.notes),
-                                     "model": suite.model, **provenance()})
+        info = RunInfo(
+            schema=SCHEMA_VERSION, suite=suite.name, suite_file=str(suite.path) if suite.path is not None else None,
+            suite_sha256=hashlib.sha256(suite_bytes).hexdigest() if suite_bytes is not None else None,
+            created=_now(), command=tuple(sys.argv), model=suite.model, notes=tuple(suite.notes),
+            provenance=provenance)
+        atomic_write_json(run_file, info.to_dict())
 
 
 def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None] = print,
-               lease_seconds: float | None = None, max_jobs: int | None = None) -> dict[str, int]:
+               lease_seconds: float | None = None, max_jobs: int | None = None, add_jobs: bool = False) -> dict[str, int]:
+    """Work on the suite until nothing is left that this worker can run; returns the status counts.
+    Raises WorkerStopped (a signal), StorageFull, SuiteMismatch or RunDirectoryError."""
     rank, worker = worker_identity()
-    store = RunStore(out_dir)
+    out_dir = Path(out_dir)
     jobs = build_graph(suite)
     jobs_by_id = {job.id: job for job in jobs}
-    if rank == 0:
-        write_run_files(suite, store, jobs)
+    previous = check_plan(suite, out_dir, jobs, add_jobs)
+    if previous is not None:  # a finished run is recognised without writing anything
+        store = RunStore(out_dir, create=False)
+        if all(store.is_done(j.id) for j in jobs):
+            summary = status_counts(store, jobs)
+            progress(f"[{worker}] nothing to do: all {len(jobs)} jobs of {suite.name} are done in {out_dir}")
+            return summary
+    try:
+        store = RunStore(out_dir)
+        _check_writable(store.root)
+    except OSError as error:
+        raise RunDirectoryError(error.errno, f"cannot write the run directory {out_dir}: "
+                                             f"{error.strerror or error}") from None
     runtime_hyper = suite.hyperparameters["runtime"]
-    lease = lease_seconds or runtime_hyper["lease_seconds"]
+    heartbeat = lease_seconds or runtime_hyper["lease_seconds"]
     if torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
     else:
@@ -66,6 +166,9 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
         torch.set_num_threads(runtime_hyper["cpu_threads_per_worker"])
     runtime = Runtime.local(device, runtime_hyper["mixed_precision"], compile=compile_setting(runtime_hyper["compile"]))
     context = JobContext(store, jobs_by_id, runtime, store.root / "tb", lambda line: progress(f"[{worker}] {line}"))
+    provenance = collect_provenance()  # once: the code this process runs is the code it imported
+    if rank == 0:
+        write_run_files(suite, store, jobs, provenance, previous if add_jobs else None)
     started = time.time()
     failed_here: set[str] = set()
     ran = 0
@@ -81,19 +184,23 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
             candidates = candidates[offset:] + candidates[:offset]
         claimed = None
         for job in candidates:
-            claim = store.try_claim(job.id, worker, lease)
+            claim = store.try_claim(job.id, worker, heartbeat)
             if claim is not None:
                 claimed = (job, claim)
                 break
         if claimed is None:
-            running = [j for j in pending if store.claim_owner(j.id) is not None]
+            running = [j for j in pending if store.owner(j.id).state == "held"]
             if not running and not candidates:
                 break  # what is left is blocked by failures
             time.sleep(0.5)
             continue
         job, claim = claimed
         try:
-            _run_one(job, store, context, worker, runtime_hyper["zero_group_size"], runtime_hyper)
+            _run_one(job, store, claim, context, worker, provenance, runtime_hyper["zero_group_size"], runtime_hyper)
+        except StorageFull:
+            raise
+        except ClaimLost as error:
+            progress(f"[{worker}] {error}")
         except Exception:
             failed_here.add(job.id)
         finally:
@@ -155,37 +262,80 @@ def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes
     return json.loads((workspace / "output.json").read_text(encoding="utf-8"))
 
 
-def _run_one(job: Job, store: RunStore, context: JobContext, worker: str, zero_group_size: int = 1,
-             runtime_hyper: dict | None = None) -> None:
-    store.clean_workspaces(job.id)
-    workspace = store.new_workspace(job.id)
-    context.progress(f"start {job.name}")
-    start = time.perf_counter()
+def _check_writable(root: Path) -> None:
+    probe = root / f".write-probe-{os.getpid()}"
+    probe.write_text("")
+    probe.unlink()
+
+
+def _storage_full(error: OSError, job: Job) -> StorageFull:
+    where = error.filename or "the run directory"
+    return StorageFull(f"cannot write {where} ({errno.errorcode.get(error.errno, error.errno)}: {error.strerror}) "
+                       f"while running {job.name}; free space or fix permissions, then rerun: finished jobs are kept")
+
+
+def _run_one(job: Job, store: RunStore, claim, context: JobContext, worker: str, provenance: Provenance,
+             zero_group_size: int = 1, runtime_hyper: dict | None = None) -> None:
+    workspace = None
     try:
-        if zero_group_size > 1 and is_full_model_job(job):
-            output = _run_in_zero_group(job, context, workspace, zero_group_size, runtime_hyper)
-        else:
-            output = RUNNERS[job.kind](job, context, workspace)
-    except Exception as error:
-        store.record_error(job.id, {"job": job.name, "worker": worker, "error": repr(error),
-                                    "traceback": traceback.format_exc(), "at": _now()})
-        context.progress(f"FAILED {job.name}: {error!r}")
+        store.clean_workspaces(claim)
+        workspace = store.new_workspace(job.id)
+        context.progress(f"start {job.name}")
+        started_at = _now()
+        start = time.perf_counter()
+        try:
+            if zero_group_size > 1 and is_full_model_job(job):
+                output = _run_in_zero_group(job, context, workspace, zero_group_size, runtime_hyper)
+            else:
+                output = RUNNERS[job.kind](job, context, workspace)
+            wall = time.perf_counter() - start
+            result = job_result(job, output, context.runtime.describe(), worker, provenance, started_at, wall)
+        except Exception as error:
+            if is_storage_error(error):
+                raise _storage_full(error, job) from error
+            store.record_error(claim, {"job": job.name, "worker": worker, "error": bounded_message(error),
+                                       "type": type(error).__name__, "traceback": traceback.format_exc(limit=30),
+                                       "at": _now()})
+            context.progress(f"FAILED {job.name}: {bounded_message(error)}")
+            raise
+        store.commit(claim, workspace, result.to_dict())
+        workspace = None
+    except OSError as error:
+        if is_storage_error(error):
+            raise _storage_full(error, job) from error
         raise
-    wall = time.perf_counter() - start
-    cost = {"device": context.runtime.describe(), **output.get("cost", {})}
-    cost.setdefault("wall_s", wall)
-    cost["job_wall_s"] = wall
-    cost["device_hours"] = wall / 3600
-    result = {
-        "schema": 1,
+    finally:
+        if workspace is not None:  # stopped, failed or out of space: leave no half workspace behind
+            shutil.rmtree(workspace, ignore_errors=True)
+    context.progress(f"done {job.name} in {wall:.1f}s {json.dumps(_short(result.metrics))}")
+
+
+def job_result(job: Job, output: dict, device: str, worker: str, provenance: Provenance, started_at: str,
+               wall: float) -> JobResult:
+    """A job's output (``bench.execute``'s metrics, train, cost) as the schema's record."""
+    reported = dict(output.get("cost", {}))
+    unknown = sorted(set(reported) - set(Cost.FROM_JOB))
+    if unknown:
+        raise ValueError(f"job kind {job.kind!r} reports cost {', '.join(unknown)}, which bench.results.Cost does not "
+                         "name: add the field there (and to the report, if it should show it)")
+    train = output.get("train")
+    if isinstance(train, dict) and "non_pad_fraction" in train:
+        reported.setdefault("non_pad_fraction", train["non_pad_fraction"])
+    cost = {"device": device, "wall_s": wall, **reported, "job_wall_s": wall, "device_hours": wall / 3600}
+    seed = job.params.get("seed")
+    record = {
+        "schema": SCHEMA_VERSION,
         "job": {"id": job.id, "kind": job.kind, "name": job.name, "params": job.params, "deps": list(job.deps)},
+        "status": "done",
         "metrics": output.get("metrics", {}),
-        "train": output.get("train"),
+        "train": train,
         "cost": cost,
-        "provenance": {"worker": worker, "finished_at": _now()},
+        "started_at": started_at,
+        "finished_at": _now(),
+        "worker": WorkerInfo.parse(worker).to_dict(),
+        "provenance": dataclasses.replace(provenance, seed=seed if type(seed) is int else None).to_dict(),
     }
-    store.commit(job.id, workspace, result)
-    context.progress(f"done {job.name} in {wall:.1f}s {json.dumps(_short(output.get('metrics', {})))}")
+    return JobResult.from_dict(record, source=f"the result of {job.name}")  # checked before it is written
 
 
 def _short(metrics: dict) -> dict:
@@ -198,7 +348,7 @@ def status_counts(store: RunStore, jobs: list[Job] | list[dict]) -> dict[str, in
         job_id = job.id if isinstance(job, Job) else job["id"]
         if store.is_done(job_id):
             counts["done"] += 1
-        elif store.claim_owner(job_id) is not None:
+        elif store.owner(job_id).state == "held":
             counts["running"] += 1
         elif store.error(job_id) is not None:
             counts["failed"] += 1

@@ -5,7 +5,15 @@ two activation×activation products (QKᵀ and AV, 2·T·T·h each per layer and
 adapters, the invertible adapter and the heads. Elementwise work (softmax, LayerNorm, GELU,
 dropout, the loss), the embedding lookup and the optimizer are not counted; they are a few
 percent of the matmul FLOPs at these sizes. Shapes are counted as executed: padded positions
-cost as much as real ones (the dense kernels compute them), so MFU here is of executed shapes.
+cost as much as real ones (the dense kernels compute them), so MFU here is of executed shapes
+(on a packed batch every position is text, so executed and useful FLOPs agree).
+
+These are model FLOPs: nothing is counted twice. Two kernels execute more and
+``torch.utils.flop_counter.FlopCounterMode`` (which bench/perf/measure.py runs beside this model)
+sees it: a fused SDPA backward (flash, efficient, cuDNN) recomputes QKᵀ, 5 products where the
+backward below counts 4. The chunked cross-entropy (``madx.kernels.cross_entropy``) runs exactly
+the decoder products counted here: the logits, then d(hidden) and, when the weight trains,
+d(weight), all inside its forward, with no recomputation in backward.
 
 Backward. A step is the list of products in forward order. Walking it bottom-up, a product's
 input needs a gradient iff some trainable weight lies below it (the embeddings when the base

@@ -4,7 +4,11 @@ A training step is what ``madx.train`` does per optimizer step: zero the grads, 
 (under autocast when the preset asks), backward, clip the trainable grads' norm to 1, AdamW step.
 An evaluation step is one no-grad forward. ``warmup`` untimed steps (the first one compiles under
 ``torch.compile``), then ``steps`` timed one by one, ``torch.cuda.synchronize()`` on each side on
-CUDA; we report the median and the spread.
+CUDA; we report the median and the spread. Beside the wall time, each step's process CPU time
+(``time.process_time``): on a shared CPU machine run with ``--threads 1`` it leaves out the time
+other processes held the core, though not their slowdown of shared caches, memory bandwidth or
+an SMT sibling, so it is less sensitive to the load than wall time (on CUDA it is only the
+host's share).
 
 Peak memory. CUDA: ``torch.cuda.max_memory_allocated`` over the timed steps. CPU: PyTorch keeps
 no CPU allocator statistics, so one more untimed step runs under ``torch.profiler`` with
@@ -14,9 +18,26 @@ to None first) plus the highest running total of allocations minus frees during 
 as CUDA's number: the most tensor memory live at once. Process RSS is recorded beside it but is
 monotone and process-wide, so it is no per-configuration number.
 
+Attention backend. Which SDPA kernel ran is read from the aten op names of one profiled step
+(``torch.profiler``; on CPU the memory step, on CUDA one more step): flash, flash for CPU,
+efficient (memory-efficient), cuDNN, or math (``_scaled_dot_product_attention_math``, or an
+``scaled_dot_product_attention`` call with no fused kernel under it). A compiled graph that
+decomposed the math path into matmuls shows no SDPA op at all: "math (decomposed)". Beside it,
+the model's ``config._attn_implementation`` (what HF was asked to call).
+
+FLOP counter. One more forward + backward of the eager ``compute`` under
+``torch.utils.flop_counter.FlopCounterMode`` (reference kernels: the counter cannot see inside
+Triton), compared with the analytic model. The counter counts what runs: a fused SDPA kernel's
+backward recomputes QKᵀ (5 products where the analytic model counts 4); that recomputation is
+reported apart (``attention_backward_recompute``, and every op in ``by_op``) so the counts can be
+matched exactly. The chunked cross-entropy forms its gradients inside its forward, with no
+recomputation: its products are the analytic model's.
+
 Variants:
     eager    the reference (pure PyTorch) adapter kernels, no compilation
-    compile  the same, with ``compute`` (forward + loss) under ``torch.compile``; AOTAutograd compiles the backward
+    compile  the same, compiled as production compiles it: the MLM workloads (a, f, c) through
+             ``MaskedLMObjective(compile=True)`` (the encoder, static shapes; head and loss eager), the
+             others with ``compute`` (forward + loss) under ``torch.compile``; AOTAutograd compiles the backward
     fused    the Triton adapter kernels (MADX_KERNEL_IMPL=triton), eager otherwise; CUDA only
 """
 
@@ -51,12 +72,21 @@ class Row:
     reason: str = ""
     step_s: dict[str, float] = field(default_factory=dict)  # median, min, max of the timed steps
     samples_s: list[float] = field(default_factory=list)  # every timed step, in order
+    # process CPU time per timed step (time.process_time, all threads): on a shared CPU with one torch
+    # thread, the step without the time other processes held the core
+    cpu_time_s: dict[str, float] = field(default_factory=dict)
     first_step_s: float | None = None  # the first warm-up step (includes compilation)
-    tokens_per_s: float | None = None
+    tokens_per_s: float | None = None  # non-pad tokens / median step time
+    non_pad_tokens: int | None = None
+    executed_tokens: int | None = None  # B·T: what the dense kernels compute
+    non_pad_fraction: float | None = None
+    attention_backend: str = ""  # the SDPA kernel seen in a profiled step
+    attn_implementation: str = ""  # model.config._attn_implementation
     peak_memory_bytes: int | None = None
     peak_memory_method: str = ""
     saved_activation_bytes: int | None = None  # tensors autograd keeps for backward, weights excluded (eager only)
-    flops: dict[str, Any] = field(default_factory=dict)
+    flops: dict[str, Any] = field(default_factory=dict)  # analytic (bench/perf/flops.py)
+    flop_counter: dict[str, Any] = field(default_factory=dict)  # torch's FlopCounterMode on one eager step
     achieved_tflops: float | None = None
     mfu: float | None = None
     trainable_params: int | None = None
@@ -133,17 +163,9 @@ def _resident_tensors(prepared: Prepared, optimizer) -> list[torch.Tensor]:
     return tensors
 
 
-def cpu_peak_memory(step, prepared: Prepared, optimizer) -> int:
-    """Peak live bytes of PyTorch's CPU allocator during one step (see the module docstring)."""
+def _allocation_peak(prof) -> int:
+    """The highest running total of CPU allocations minus frees recorded by a profile_memory profile."""
     from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)  # the step starts without grads, so none is counted twice
-    gc.collect()
-    resident = _storage_bytes(_resident_tensors(prepared, optimizer))
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
 
     def walk(nodes):
         for node in nodes:
@@ -158,7 +180,118 @@ def cpu_peak_memory(step, prepared: Prepared, optimizer) -> int:
             continue
         live += node.extra_fields.alloc_size  # negative for a free
         peak = max(peak, live)
-    return resident + peak
+    return peak
+
+
+def cpu_allocation_peak(fn) -> int:
+    """Peak bytes PyTorch's CPU allocator held during ``fn()`` above what was live before it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gc.collect()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return _allocation_peak(prof)
+
+
+def profile_step(step, prepared: Prepared, optimizer, device: torch.device) -> tuple[int | None, set[str]]:
+    """One profiled step: (CPU peak live bytes or None on CUDA, the names of the ops that ran).
+
+    On CPU the peak is the bytes live before the step (weights, buffers, optimizer state, batch;
+    grads set to None first, so none is counted twice) plus the allocation peak during it.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    on_cpu = device.type == "cpu"
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    resident = _storage_bytes(_resident_tensors(prepared, optimizer)) if on_cpu else 0
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=on_cpu) as prof:
+        step()
+        synchronize(device)
+    names = {event.name for event in prof.events()}
+    return (resident + _allocation_peak(prof) if on_cpu else None), names
+
+
+# forward aten ops of each SDPA backend, most specific first
+SDPA_KERNELS = (
+    ("aten::_scaled_dot_product_flash_attention_for_cpu", "flash (CPU)"),
+    ("aten::_scaled_dot_product_flash_attention", "flash"),
+    ("aten::_scaled_dot_product_efficient_attention", "efficient"),
+    ("aten::_scaled_dot_product_cudnn_attention", "cudnn"),
+    ("aten::_scaled_dot_product_fused_attention_overrideable", "fused (overrideable)"),
+    ("aten::_scaled_dot_product_attention_math", "math"),
+)
+
+
+def attention_backend(op_names: set[str]) -> str:
+    """Which SDPA backend(s) ran, from a profile's op names; "+"-joined if several did."""
+    seen = [backend for op, backend in SDPA_KERNELS if op in op_names]
+    if seen:
+        return "+".join(seen)
+    if "aten::scaled_dot_product_attention" in op_names:
+        return "math"  # dispatched, but to no fused kernel
+    return "math (decomposed)"  # no SDPA op at all: eager attention, or a compiled graph that inlined the math path
+
+
+def _extra_flop_formulas() -> dict:
+    """Formulas FlopCounterMode lacks (torch 2.13), with its own counting functions: CPU flash attention
+    (counted like the CUDA SDPA kernels) and in-place ``addmm_`` (the chunked loss's fp32 d(weight)
+    accumulation; counted like ``addmm``)."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+
+    def sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    def sdpa_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+    def addmm(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.mm_flop(a_shape, b_shape)
+
+    mapping = {aten.addmm_: addmm}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = sdpa
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = sdpa_backward  # (grad_out, q, k, v, ...)
+    return mapping
+
+
+def _is_attention_op(name: str) -> tuple[bool, bool]:
+    """(is an attention product, is a fused SDPA backward) for a FlopCounterMode op name."""
+    fused = "scaled_dot_product" in name or name.startswith(("aten._flash_attention", "aten._efficient_attention"))
+    return (fused or name == "aten.bmm"), (fused and "backward" in name)
+
+
+def count_flops(prepared: Prepared, device: torch.device, preset: Preset) -> dict[str, Any]:
+    """One eager forward (+ backward) under FlopCounterMode, with the reference kernels.
+
+    ``attention``: bmm and SDPA products; ``attention_backward_recompute``: the QKᵀ a fused SDPA
+    backward recomputes (1 of the 5 products torch counts for it; the analytic model counts 4).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
+    with kernel_impl("reference"), counter:
+        if prepared.train:
+            with autocast(device, preset):
+                loss = prepared.compute(prepared.batch)
+            loss.backward()
+            del loss
+        else:
+            with torch.no_grad(), autocast(device, preset):
+                prepared.compute(prepared.batch)
+    prepared.model.zero_grad(set_to_none=True)
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
+    attention = recompute = 0
+    for name, n in by_op.items():
+        is_attention, fused_backward = _is_attention_op(name)
+        attention += n if is_attention else 0
+        recompute += n // 5 if fused_backward else 0
+    return {"total": int(counter.get_total_flops()), "attention": attention,
+            "attention_backward_recompute": recompute, "by_op": by_op}
 
 
 def saved_activation_bytes(prepared: Prepared, device: torch.device, preset: Preset) -> int:
@@ -207,8 +340,9 @@ def _free(device: torch.device) -> None:
 
 
 def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, device: torch.device,
-            peak_flops: float, log=print) -> Row:
-    """One row of the table; never raises for a failing configuration (the row says why)."""
+            peak_flops: float, log=print, flop_counter: bool = False) -> Row:
+    """One row of the table; never raises for a failing configuration (the row says why).
+    ``flop_counter``: also count one eager step with FlopCounterMode (see ``count_flops``)."""
     row = Row(workload.key, workload.name, variant, "ok")
     if variant == "fused" and device.type != "cuda":
         row.status, row.reason = "n/a", CPU_FUSED_REASON
@@ -222,13 +356,16 @@ def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, 
             if variant == "fused" and not prepared.uses_adapters:
                 row.status, row.reason = "n/a", "no adapter ops in this workload: identical to eager"
                 return row
+            row.non_pad_tokens, row.executed_tokens = prepared.tokens
+            row.non_pad_fraction = row.non_pad_tokens / row.executed_tokens
+            row.attn_implementation = str(getattr(prepared.model.config, "_attn_implementation", "") or "")
             row.trainable_params = sum(p.numel() for p in prepared.model.parameters() if p.requires_grad)
             counted = step_flops(prepared.shape, prepared.trainable, train=prepared.train)
             row.flops = counted.to_dict()
             compute = prepared.compute
             if variant == "compile":
                 torch._dynamo.reset()
-                compute = torch.compile(compute)
+                compute = prepared.compile()
             step, optimizer = make_step(prepared, compute, device, preset)
 
             for i in range(preset.warmup):
@@ -240,21 +377,27 @@ def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, 
                     row.first_step_s = time.perf_counter() - start
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            samples = []
+            samples, cpu_samples = [], []
             for _ in range(preset.steps):
                 synchronize(device)
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 step()
                 synchronize(device)
                 samples.append(time.perf_counter() - start)
+                cpu_samples.append(time.process_time() - cpu_start)
             if device.type == "cuda":
                 row.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
                 row.peak_memory_method = "torch.cuda.max_memory_allocated over the timed steps"
-            else:
-                row.peak_memory_bytes = cpu_peak_memory(step, prepared, optimizer)
+            # after the timed steps (and CUDA's peak): the extra steps below must not count
+            cpu_peak, op_names = profile_step(step, prepared, optimizer, device)
+            row.attention_backend = attention_backend(op_names)
+            if device.type == "cpu":
+                row.peak_memory_bytes = cpu_peak
                 row.peak_memory_method = "CPU allocator live bytes via torch.profiler(profile_memory=True), one extra step"
             if variant == "eager" and prepared.train:  # after the peak: this forward runs with last step's grads live
                 row.saved_activation_bytes = saved_activation_bytes(prepared, device, preset)
+            if flop_counter:
+                row.flop_counter = count_flops(prepared, device, preset)
     except torch.OutOfMemoryError as error:
         row.status, row.reason = "n/a", f"out of memory: {_first_line(error)}"
         return row
@@ -273,7 +416,8 @@ def measure(workload: Workload, variant: str, preset: Preset, batches: Batches, 
     row.samples_s = samples
     median = statistics.median(samples)
     row.step_s = {"median": median, "min": min(samples), "max": max(samples)}
-    row.tokens_per_s = batches.real_tokens / median
+    row.cpu_time_s = {"median": statistics.median(cpu_samples), "min": min(cpu_samples), "max": max(cpu_samples)}
+    row.tokens_per_s = row.non_pad_tokens / median
     row.achieved_tflops = counted.total / median / 1e12
     row.mfu = counted.total / median / peak_flops
     return row

@@ -1,6 +1,6 @@
 """Turn a run directory's result store into a comparative report.
 
-Reads RUN_DIR/jobs/*/result.json (plus run.json and suite.yaml) and writes, under --out
+Reads RUN_DIR/jobs/*/result.json and run.json (through bench.results) and writes, under --out
 (default RUN_DIR/report): report.md, report.html (self-contained, heatmaps embedded),
 report.json and plots/*.png. Tables 2, 3 and 5 show our mean ± std over seeds beside the paper's
 number and the difference; Table 4 the parameters each method adds; then cost and provenance.
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.report.render import FORMATS, build_report, terminal_summary, write_report
-    from bench.report.store import UnreadableResultWarning
+    from bench.report import FORMATS, build_report, terminal_summary, write_report
+    from bench.report.load import UnreadableResultWarning
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():

@@ -25,7 +25,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from bench.report import paper  # noqa: E402
-from bench.report.store import EvalCells  # noqa: E402
+from bench.report.aggregate import EvalCells  # noqa: E402
 
 # Figures 3–5: MAD-X against these baselines.
 DIFF_BASELINES: tuple[tuple[str, str], ...] = (

@@ -8,7 +8,9 @@
 * Cost per job kind and per table (a table's jobs: its eval jobs and everything they depend on),
   and provenance (run.json, plus what the results themselves record).
 
-Nothing here formats text; ``render.py`` does. A missing number is ``None`` (shown as "—"), never 0.
+Results are read through ``bench.results`` (``bench.report.load``). Nothing here formats text; the
+layout (``layout.py``) does. A missing number is ``None`` (shown as "—"), never 0. Derived numbers
+(differences, rates) are fields set on creation, so ``dataclasses.asdict`` (the JSON report) has them.
 """
 
 from __future__ import annotations
@@ -21,17 +23,9 @@ from functools import lru_cache
 from typing import Any
 
 from bench.report import paper
-from bench.report.store import (
-    JOB_KINDS,
-    MISSING,
-    CellWarning,
-    EvalCells,
-    JobResult,
-    ResultStore,
-    Value,
-    average,
-    eval_cells,
-)
+from bench.report.aggregate import MISSING, CellWarning, EvalCells, Value, average, eval_cells
+from bench.report.load import JOB_KINDS, ResultStore
+from bench.results import SCHEMA_VERSION, JobResult, RunInfo
 
 SUMMARY_SEEN, SUMMARY_UNSEEN, SUMMARY_ALL = "avg seen", "avg unseen", "avg"
 
@@ -41,12 +35,11 @@ class Cell:
     ours: Value
     paper: float | None
     paper_note: str | None = None  # why the paper number is missing, or how it was derived
+    diff: float | None = field(init=False)  # ours - paper (None when either is missing)
 
-    @property
-    def diff(self) -> float | None:
-        if self.ours.mean is None or self.paper is None:
-            return None
-        return self.ours.mean - self.paper
+    def __post_init__(self) -> None:
+        diff = None if self.ours.mean is None or self.paper is None else self.ours.mean - self.paper
+        object.__setattr__(self, "diff", diff)
 
 
 EMPTY_CELL = Cell(MISSING, None)
@@ -239,12 +232,11 @@ class ParamsRow:
     paper_params: str | None = None
     paper_params_count: int | None = None
     paper_pct: float | None = None
+    added_diff: int | None = field(init=False)  # computed_added - paper_params_count
 
-    @property
-    def added_diff(self) -> int | None:
-        if self.computed_added is None or self.paper_params_count is None:
-            return None
-        return self.computed_added - self.paper_params_count
+    def __post_init__(self) -> None:
+        missing = self.computed_added is None or self.paper_params_count is None
+        object.__setattr__(self, "added_diff", None if missing else self.computed_added - self.paper_params_count)
 
 
 ADAPTER_METHODS = ("madx", "madx-inv", "madx-lad-inv")
@@ -260,14 +252,15 @@ class RecordedParams:
     mlm_trainable: Spread  # this method's MLM jobs (one language each)
     task_trainable: Spread  # this method's task jobs for ``task`` (head included)
     total_params: Spread  # the task model's total, where recorded
+    # what one target language + the task adds (adapter methods): one MLM job's trainables + one task job's
+    added: int | None = field(init=False)
 
-    @property
-    def added(self) -> int | None:
-        """What one target language + the task adds (adapter methods): one MLM job's trainables + one task job's."""
-        if self.task_trainable.high is None or self.method not in ADAPTER_METHODS:
-            return None
-        mlm = 0 if self.method == "madx-lad-inv" else self.mlm_trainable.high
-        return None if mlm is None else mlm + self.task_trainable.high
+    def __post_init__(self) -> None:
+        added = None
+        if self.task_trainable.high is not None and self.method in ADAPTER_METHODS:
+            mlm = 0 if self.method == "madx-lad-inv" else self.mlm_trainable.high
+            added = None if mlm is None else mlm + self.task_trainable.high
+        object.__setattr__(self, "added", added)
 
 
 @dataclass(frozen=True)
@@ -281,42 +274,29 @@ class ParamsTable:
     notes: tuple[str, ...] = ()
 
 
-_BASE_MODEL_KEYS = ("base_model", "model", "arch", "model_name", "base", "pretrained")
-
-
-def _model_name(value: Any) -> str | None:
-    """A model named by a string, ``{"name_or_path": ...}`` (and similar keys), or described from
-    ``{"tiny": {config}}`` (the offline suites' tiny random model)."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, Mapping):
-        for key in ("name_or_path", "name", "arch", "preset", "path", "id"):
-            if isinstance(value.get(key), str) and value[key]:
-                return value[key]
-        tiny = value.get("tiny")
-        if isinstance(tiny, Mapping):
-            shape = ", ".join(f"{k} {tiny[k]}" for k in ("hidden_size", "num_hidden_layers") if k in tiny)
-            return f"tiny random {tiny.get('arch', 'model')}" + (f" ({shape})" if shape else "")
+def _model_name(model: Any) -> str | None:
+    """The suite's model (``bench.suite``: ``{"name_or_path": ...}`` or ``{"tiny": {config}}``, the
+    offline suites' tiny random model) as a name."""
+    if not isinstance(model, Mapping):
+        return None
+    if isinstance(model.get("name_or_path"), str) and model["name_or_path"]:
+        return model["name_or_path"]
+    tiny = model.get("tiny")
+    if isinstance(tiny, Mapping):
+        shape = ", ".join(f"{k} {tiny[k]}" for k in ("hidden_size", "num_hidden_layers") if k in tiny)
+        return f"tiny random {tiny.get('arch', 'model')}" + (f" ({shape})" if shape else "")
     return None
 
 
 def find_base_model(store: ResultStore) -> tuple[str | None, str | None]:
-    """(base model, where it was found): run.json (the resolved path), then suite.yaml (which may
-    still hold ``${VAR:-default}`` templates), then the jobs' parameters."""
-    places: list[tuple[str, Any]] = [("run.json", store.run_info), ("suite.yaml", store.suite)]
-    for section in ("defaults", "common", "params", "config"):
-        if isinstance(store.suite.get(section), Mapping):
-            places.append((f"suite.yaml {section}", store.suite[section]))
-    for where, mapping in places:
-        for key in _BASE_MODEL_KEYS:
-            name = _model_name(mapping.get(key)) if isinstance(mapping, Mapping) else None
-            if name:
-                return name, f"{where}: {key}"
+    """(base model, where it was found): run.json's model (resolved), else the jobs' ``model`` parameter."""
+    name = _model_name(store.run.model) if store.run is not None else None
+    if name:
+        return name, "run.json: model"
     for r in store.results:
-        for key in _BASE_MODEL_KEYS:
-            name = _model_name(r.params.get(key))
-            if name:
-                return name, f"job parameters: {key}"
+        name = _model_name(r.job.params.get("model"))
+        if name:
+            return name, "job parameters: model"
     return None, None
 
 
@@ -333,9 +313,9 @@ MLM_MODE_METHODS = {"adapter+inv": ("madx",), "adapter": ("madx-inv",), "full": 
 
 
 def mlm_methods(result: JobResult) -> tuple[str, ...]:
-    if result.method:
-        return (result.method,)
-    return MLM_MODE_METHODS.get(str(result.params.get("mode")), ())
+    if result.job.method:
+        return (result.job.method,)
+    return MLM_MODE_METHODS.get(str(result.job.params.get("mode")), ())
 
 
 def table4(store: ResultStore) -> ParamsTable:
@@ -346,13 +326,13 @@ def table4(store: ResultStore) -> ParamsTable:
     task: dict[tuple[str, str], list] = defaultdict(list)
     total: dict[tuple[str, str], list] = defaultdict(list)
     for r in store.results:
-        if r.kind == "task" and r.method:
-            key = (r.method, str(r.task))
-            task[key].append(r.cost.get("trainable_params"))
-            total[key].append(r.cost.get("total_params"))
-        elif r.kind == "mlm":
+        if r.job.kind == "task" and r.job.method:
+            key = (r.job.method, str(r.job.task))
+            task[key].append(r.cost.trainable_params)
+            total[key].append(r.cost.total_params)
+        elif r.job.kind == "mlm":
             for method in mlm_methods(r):
-                mlm[method].append(r.cost.get("trainable_params"))
+                mlm[method].append(r.cost.trainable_params)
     recorded = []
     for method in sorted(set(mlm) | {m for m, _ in task}, key=paper.method_sort_key):
         tasks = sorted(t for m, t in task if m == method) or [None]
@@ -382,7 +362,7 @@ def table4(store: ResultStore) -> ParamsTable:
     if rows:
         notes.append(f"Computed with madx.params.parameter_table({arch!r}) (base model from {where}).")
     else:
-        reason = f"base model {arch!r} (from {where}) is not a built-in preset" if arch else "no base model named in suite.yaml / run.json"
+        reason = f"base model {arch!r} (from {where}) is not a built-in preset" if arch else "no base model named in run.json"
         notes.append(f"Not computed: {reason}; the recorded trainable parameters of the runs are shown instead.")
     if recorded:
         notes.append("Recorded: the runs' own counts (cost.trainable_params), per task (the task heads differ). They "
@@ -406,12 +386,11 @@ class CostRow:
     devices: tuple[str, ...]
     n_without_cost: int = 0  # jobs missing a cost field (their share is not in the sums)
     n_deps_missing: int = 0  # dependencies with no result in the store (per-table rows)
+    tokens_per_s: float | None = field(init=False)  # tokens / wall_s
 
-    @property
-    def tokens_per_s(self) -> float | None:
-        if self.tokens is None or not self.wall_s:
-            return None
-        return self.tokens / self.wall_s
+    def __post_init__(self) -> None:
+        rate = None if self.tokens is None or not self.wall_s else self.tokens / self.wall_s
+        object.__setattr__(self, "tokens_per_s", rate)
 
 
 def _number(x: Any) -> float | None:
@@ -421,11 +400,11 @@ def _number(x: Any) -> float | None:
 
 
 def cost_row(label: str, jobs: Iterable[JobResult], n_deps_missing: int = 0) -> CostRow:
-    jobs = sorted(jobs, key=lambda r: r.id)
+    jobs = sorted(jobs, key=lambda r: r.job.id)
     sums: dict[str, list[float]] = defaultdict(list)
     incomplete = 0
     for r in jobs:
-        values = {k: _number(r.cost.get(k)) for k in ("tokens", "wall_s", "device_hours", "peak_memory_bytes")}
+        values = {k: _number(getattr(r.cost, k)) for k in ("tokens", "wall_s", "device_hours", "peak_memory_bytes")}
         incomplete += any(v is None for v in values.values())
         for k, v in values.items():
             if v is not None:
@@ -436,13 +415,13 @@ def cost_row(label: str, jobs: Iterable[JobResult], n_deps_missing: int = 0) -> 
         wall_s=math.fsum(sums["wall_s"]) if sums["wall_s"] else None,
         device_hours=math.fsum(sums["device_hours"]) if sums["device_hours"] else None,
         peak_memory_bytes=int(max(sums["peak_memory_bytes"])) if sums["peak_memory_bytes"] else None,
-        devices=tuple(sorted({str(r.cost["device"]) for r in jobs if r.cost.get("device")})),
+        devices=tuple(sorted({r.cost.device for r in jobs if r.cost.device})),
         n_without_cost=incomplete, n_deps_missing=n_deps_missing,
     )
 
 
 def cost_by_kind(store: ResultStore) -> tuple[CostRow, ...]:
-    kinds = sorted({r.kind for r in store.results},
+    kinds = sorted({r.job.kind for r in store.results},
                    key=lambda k: (JOB_KINDS.index(k), k) if k in JOB_KINDS else (len(JOB_KINDS), k))
     rows = [cost_row(kind, store.by_kind(kind)) for kind in kinds]
     rows.append(cost_row("all jobs", store.results))
@@ -457,10 +436,10 @@ def job_closure(store: ResultStore, roots: Iterable[JobResult]) -> tuple[list[Jo
     stack = list(roots)
     while stack:
         job = stack.pop()
-        if job.id in seen:
+        if job.job.id in seen:
             continue
-        seen[job.id] = job
-        for dep in job.deps:
+        seen[job.job.id] = job
+        for dep in job.job.deps:
             if dep in by_id:
                 stack.append(by_id[dep])
             else:
@@ -471,11 +450,11 @@ def job_closure(store: ResultStore, roots: Iterable[JobResult]) -> tuple[list[Jo
 def table_eval_jobs(store: ResultStore, table_id: str) -> list[JobResult]:
     evals = store.by_kind("eval")
     if table_id == "table2":
-        return [r for r in evals if r.task == "ner"]
+        return [r for r in evals if r.job.task == "ner"]
     if table_id == "table5":
-        return [r for r in evals if r.task == "ner" and r.params.get("source") == "en"]
+        return [r for r in evals if r.job.task == "ner" and r.job.params.get("source") == "en"]
     if table_id == "table3":
-        return [r for r in evals if r.task == "qa" and r.params.get("source") == "en"]
+        return [r for r in evals if r.job.task == "qa" and r.job.params.get("source") == "en"]
     raise ValueError(f"unknown table {table_id!r}")
 
 
@@ -501,72 +480,80 @@ def cost_by_table(store: ResultStore) -> tuple[CostRow, ...]:
 # Provenance and notes
 
 
+def hardware_label(hardware: Mapping[str, Any]) -> str:
+    """``madx info``'s device record as one line: "cpu, threads 1", "cuda, bf16 True, count 1, name ..."."""
+    rest = ", ".join(f"{k} {hardware[k]}" for k in sorted(hardware) if k != "type")
+    return ", ".join(part for part in (str(hardware.get("type", "")), rest) if part)
+
+
 @dataclass(frozen=True)
-class Provenance:
-    run_info: Mapping[str, Any]  # run.json as written
-    git_revisions: Mapping[str, int]  # revision -> jobs that recorded it
+class ProvenanceSummary:
+    """What the results record about the code and machines that produced them: value -> jobs."""
+
+    run: RunInfo | None  # run.json
+    code_versions: Mapping[str, int]  # git revision (+ "uncommitted changes") -> jobs that recorded it
+    madx_versions: Mapping[str, int]
     hardware: Mapping[str, int]
     devices: Mapping[str, int]
-    workers: Mapping[str, int]  # provenance.worker ("host:pid:rank") -> jobs
+    workers: Mapping[str, int]  # "host:pid:rankN" -> jobs
     versions: Mapping[str, Mapping[str, int]]  # package -> version -> jobs
     finished_first: str | None
     finished_last: str | None
+    unrecorded: int = 0  # results that record no code version (schema 1, or outside git)
+    result_schemas: Mapping[str, int] = field(default_factory=dict)  # schema the file was written in -> jobs
+    mixed: tuple[str, ...] = field(init=False)  # what differs between jobs (the report warns)
 
-    @property
-    def mixed(self) -> list[str]:
-        """What differs between jobs (worth a warning: results from different code or environments)."""
-        out = []
-        if len(self.git_revisions) > 1:
-            out.append("git revision")
-        if len(self.hardware) > 1:
-            out.append("hardware")
-        out += [f"{pkg} version" for pkg, versions in sorted(self.versions.items()) if len(versions) > 1]
-        return out
+    def __post_init__(self) -> None:
+        mixed = [label for label, counter in (("result schema", self.result_schemas), ("git revision", self.code_versions),
+                                              ("madx version", self.madx_versions), ("hardware", self.hardware))
+                 if len(counter) > 1]
+        mixed += [f"{pkg} version" for pkg, versions in sorted(self.versions.items()) if len(versions) > 1]
+        object.__setattr__(self, "mixed", tuple(mixed))
 
 
-def provenance(store: ResultStore) -> Provenance:
-    revisions, hardware, devices, workers = Counter(), Counter(), Counter(), Counter()
+def provenance(store: ResultStore) -> ProvenanceSummary:
+    code, madx_versions, hardware, devices, workers = Counter(), Counter(), Counter(), Counter(), Counter()
     versions: dict[str, Counter] = defaultdict(Counter)
     finished = []
+    unrecorded = 0
     for r in store.results:
         p = r.provenance
-        if p.get("git_revision"):
-            revisions[str(p["git_revision"])] += 1
-        if p.get("hardware"):
-            hardware[str(p["hardware"])] += 1
-        if r.cost.get("device"):
-            devices[str(r.cost["device"])] += 1
-        if p.get("worker"):
-            workers[str(p["worker"])] += 1
-        if isinstance(p.get("versions"), Mapping):
-            for pkg, version in p["versions"].items():
-                versions[str(pkg)][str(version)] += 1
-        if p.get("finished_at"):
-            finished.append(str(p["finished_at"]))
-    return Provenance(
-        run_info=store.run_info, git_revisions=dict(sorted(revisions.items())), hardware=dict(sorted(hardware.items())),
-        devices=dict(sorted(devices.items())), workers=dict(sorted(workers.items())),
+        if p.code_version is not None:
+            code[p.code_version] += 1
+        else:
+            unrecorded += 1
+        if p.madx_version is not None:
+            madx_versions[p.madx_version] += 1
+        if p.hardware:
+            hardware[hardware_label(p.hardware)] += 1
+        devices[r.cost.device] += 1
+        workers[r.worker.id] += 1
+        for pkg, version in p.versions.items():
+            versions[pkg][version or "not installed"] += 1
+        finished.append(r.finished_at)
+    return ProvenanceSummary(
+        run=store.run, code_versions=dict(sorted(code.items())), madx_versions=dict(sorted(madx_versions.items())),
+        hardware=dict(sorted(hardware.items())), devices=dict(sorted(devices.items())),
+        workers=dict(sorted(workers.items())),
         versions={pkg: dict(sorted(v.items())) for pkg, v in sorted(versions.items())},
         finished_first=min(finished) if finished else None, finished_last=max(finished) if finished else None,
+        unrecorded=unrecorded, result_schemas=_result_schemas(store),
     )
 
 
-def _as_notes(value: Any) -> list[str]:
-    if isinstance(value, str) and value.strip():
-        return [value.strip()]
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return []
+def _result_schemas(store: ResultStore) -> dict[str, int]:
+    """Jobs per schema their file was written in: results upgraded from schema 1 came from older code."""
+    old = sum(1 for p in store.upgraded if p.startswith("jobs/"))
+    counts = {"1": old, str(SCHEMA_VERSION): len(store.results) - old}
+    return {schema: n for schema, n in counts.items() if n}
 
 
 def passthrough_notes(store: ResultStore) -> tuple[str, ...]:
-    """``notes`` / ``note`` from run.json and suite.yaml (e.g. "QA trained on a SQuAD stand-in"), deduplicated."""
+    """The suite's notes as run.json records them (e.g. "QA trained on a SQuAD stand-in"), deduplicated."""
     notes: list[str] = []
-    for mapping in (store.run_info, store.suite):
-        for key in ("notes", "note"):
-            for note in _as_notes(mapping.get(key)):
-                if note not in notes:
-                    notes.append(note)
+    for note in store.run.notes if store.run is not None else ():
+        if note.strip() and note.strip() not in notes:
+            notes.append(note.strip())
     return tuple(notes)
 
 
@@ -583,8 +570,8 @@ class Tables:
     params: ParamsTable
     cost_by_kind: tuple[CostRow, ...]
     cost_by_table: tuple[CostRow, ...]
-    provenance: Provenance
-    notes: tuple[str, ...]  # passed through from run.json / suite.yaml
+    provenance: ProvenanceSummary
+    notes: tuple[str, ...]  # passed through from run.json
     cell_warnings: tuple[CellWarning, ...] = field(default_factory=tuple)
 
     def comparison(self, table_id: str) -> ComparisonTable | None:
@@ -595,8 +582,8 @@ def build_tables(store: ResultStore) -> Tables:
     ner_f1 = eval_cells(store.results, "f1")
     ner_f1 = EvalCells("f1", {k: v for k, v in ner_f1.cells.items() if k[0] == "ner"},
                        tuple(w for w in ner_f1.warnings if w.key[0] == "ner"))
-    qa_f1 = eval_cells((r for r in store.results if r.task == "qa"), "f1")
-    qa_em = eval_cells((r for r in store.results if r.task == "qa"), "exact_match")
+    qa_f1 = eval_cells((r for r in store.results if r.job.task == "qa"), "f1")
+    qa_em = eval_cells((r for r in store.results if r.job.task == "qa"), "exact_match")
     comparisons = [table2(ner_f1), table5(ner_f1), table3(qa_f1, "f1"), table3(qa_em, "exact_match")]
     return Tables(
         ner_f1=ner_f1, qa_f1=qa_f1, qa_em=qa_em,
@@ -614,7 +601,7 @@ __all__ = [
     "ParamsRow",
     "ParamsTable",
     "RecordedParams",
-    "Provenance",
+    "ProvenanceSummary",
     "Row",
     "SUMMARY_ALL",
     "SUMMARY_SEEN",
@@ -625,6 +612,7 @@ __all__ = [
     "cost_by_kind",
     "cost_by_table",
     "find_base_model",
+    "hardware_label",
     "job_closure",
     "passthrough_notes",
     "provenance",

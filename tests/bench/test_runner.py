@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -56,6 +57,28 @@ def test_one_worker_finishes_the_suite(clean_run):
     assert not list((out / "jobs").glob("*/claim"))
 
 
+def test_the_report_reads_what_the_runner_writes(clean_run, tmp_path):
+    import madx
+    from bench.report import build_report, render_markdown
+
+    out, _ = clean_run
+    report = build_report(out, out_dir=tmp_path / "report", plots=False)
+    store = report.store
+    assert store.problems == () and store.upgraded == ()
+    assert len(store.results) == len(json.loads((out / "plan.json").read_text())["jobs"])
+    assert store.run.suite == "mini" and store.run.suite_sha256 == hashlib.sha256(Path(MINI).read_bytes()).hexdigest()
+    assert store.run.command[-2:] == ("--out", str(out)) and store.run.model["tiny"]["hidden_size"] == 32
+    for r in store.results:  # every job records its own provenance
+        assert r.status == "done" and r.started_at <= r.finished_at and r.worker.pid > 0
+        assert r.provenance.madx_version == madx.__version__ and r.provenance.versions["torch"]
+        assert r.provenance.hardware == store.run.provenance.hardware and r.provenance.hardware["type"] in ("cpu", "cuda")
+        assert r.provenance.git_revision == store.run.provenance.git_revision
+        if r.job.kind in ("mlm", "task"):
+            assert 0 < r.cost.non_pad_fraction <= 1 and r.cost.tokens > 0
+    assert report.tables.provenance.mixed == () and report.tables.comparison("table2") is not None
+    assert "Results differ in" not in render_markdown(report)
+
+
 def test_two_workers_give_the_same_results_and_run_no_job_twice(clean_run, tmp_path):
     output = finished(bench_run(tmp_path, processes=2))
     assert results(tmp_path) == results(clean_run[0])
@@ -83,7 +106,7 @@ def test_kill_minus_9_then_rerun_completes_identically(clean_run, tmp_path, kill
     assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 4 and list(jobs.glob("*/claim")))
     claims = list(jobs.glob("*/claim"))
     if kill_all:
-        workers = {int(json.loads(r.read_text())["provenance"]["worker"].split(":")[1]) for r in jobs.glob("*/result.json")}
+        workers = {json.loads(r.read_text())["worker"]["pid"] for r in jobs.glob("*/result.json")}
         for pid in workers | {json.loads(c.read_text())["pid"] for c in claims if c.exists()}:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -2,11 +2,16 @@
 
     python tests/bench/report/report_synthetic.py RUN_DIR      # writes RUN_DIR/jobs/*/result.json, run.json, suite.yaml
 
+Written the way the runner writes: every result is a ``bench.results.JobResult`` written
+atomically into the run directory's layout (``bench.store``: artifacts first, result.json last),
+run.json a ``RunInfo``.
+
 NER: sources en, ja, qu; targets en, ja, sw, qu; six methods; seeds 1-3 (MLM-TRG: seed 1 only, as in
 the paper). Missing on purpose: madx qu->sw, full-ft ja->qu, madx-lad-inv en->qu (no seed at all: a Table 5
 cell with no result); madx-inv en->sw has seeds 1-2 only. QA: madx, madx-inv, full-ft from en to en, ar, de
 (seeds 1-3); madx en->de misses seed 3; full-ft en->ar has no result.
-Plus one corrupt result.json, one with an unknown schema, a failed job (error.json) and a claimed one.
+Plus one corrupt result.json, one from a newer schema, one that misses a field, a failed job
+(error.json) and a claimed one.
 
 ``EXPECTED`` holds every eval number written, keyed (task, method, source, target, metric) ->
 {seed: value}; tests compute their expectations from it with the statistics module.
@@ -14,12 +19,17 @@ Plus one corrupt result.json, one with an unknown schema, a failed job (error.js
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
 from pathlib import Path
 
 import yaml
+
+from bench.results import SCHEMA_VERSION, Cost, JobResult, JobSpec, Provenance, RunInfo, WorkerInfo
+from bench.store import RunStore
+from madx.atomic import atomic_write_json
 
 NER_SOURCES = ("en", "ja", "qu")
 NER_TARGETS = ("en", "ja", "sw", "qu")
@@ -70,16 +80,18 @@ def _seeds(task: str, method: str, source: str, target: str) -> tuple[int, ...]:
     return PARTIAL_SEEDS.get((task, method, source, target), SEEDS)
 
 
-def _cost(kind: str, n: int, trainable: int, total: int) -> dict:
+def _cost(kind: str, n: int, trainable: int | None, total: int) -> Cost:
     wall = {"prepare": 8.0, "mlm": 30.0, "task": 12.0, "eval": 2.0}[kind] + n * 0.5
     tokens = {"prepare": 0, "mlm": 64_000, "task": 20_000, "eval": 4_000}[kind] + n * 10
-    return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall, "device": "cpu",
-            "device_hours": wall / 3600, "peak_memory_bytes": 500_000_000 + n * 1_000_000,
-            "trainable_params": trainable, "total_params": total}
+    return Cost(device="cpu", wall_s=wall, job_wall_s=wall, device_hours=wall / 3600, tokens=tokens,
+                tokens_per_s=tokens / wall, peak_memory_bytes=500_000_000 + n * 1_000_000,
+                trainable_params=trainable, total_params=total)
 
 
-PROVENANCE = {"git_revision": "0123456789abcdef0123456789abcdef01234567",
-              "versions": {"torch": "2.13.0", "transformers": "5.0.0"}, "hardware": "2 CPUs (synthetic)"}
+PROVENANCE = Provenance(madx_version="0.1.0", git_revision="0123456789abcdef0123456789abcdef01234567", git_dirty=False,
+                        versions={"torch": "2.13.0", "transformers": "5.0.0"}, hardware={"type": "cpu", "threads": 2},
+                        python="3.11.7", platform="Linux (synthetic)")
+WORKER = WorkerInfo("host-1:4242:rank0", "host-1", 4242, 0)
 TOTAL = 278_043_648
 TRAINABLE = {  # what a real run would record (biases and heads included)
     ("mlm", "madx"): 7_372_800 + 295_488, ("mlm", "madx-inv"): 7_372_800, ("mlm", "mlm-trg"): TOTAL,
@@ -91,24 +103,29 @@ TRAINABLE = {  # what a real run would record (biases and heads included)
 EXPECTED: dict[tuple[str, str, str, str, str], dict[int, float]] = {}
 
 
-def _result(kind: str, name: str, params: dict, deps: list[str], metrics: dict, n: int) -> dict:
+def _result(kind: str, name: str, params: dict, deps: list[str], metrics: dict, n: int) -> JobResult:
     job_id = _id(kind, name)
     trainable = TRAINABLE.get((kind, params.get("method")), 0 if kind != "prepare" else None)
-    return {
-        "schema": 1,
-        "job": {"id": job_id, "kind": kind, "name": name, "params": params, "deps": sorted(deps)},
-        "metrics": metrics,
-        "cost": _cost(kind, n, trainable, TOTAL),
-        "provenance": {**PROVENANCE, "finished_at": f"2026-11-25T12:{n // 60:02d}:{n % 60:02d}Z"},
-        "extra_field_from_a_newer_runner": {"ignored": True},
-    }
+    seed = params.get("seed")
+    return JobResult(
+        schema=SCHEMA_VERSION, job=JobSpec(job_id, kind, name, params, tuple(sorted(deps))), status="done",
+        metrics=metrics, train=None, cost=_cost(kind, n, trainable, TOTAL),
+        started_at=f"2026-11-25T11:{n // 60:02d}:{n % 60:02d}Z", finished_at=f"2026-11-25T12:{n // 60:02d}:{n % 60:02d}Z",
+        worker=WORKER, provenance=dataclasses.replace(PROVENANCE, seed=seed),
+    )
 
 
-def all_results() -> list[dict]:
+def job_result(job_id: str, kind: str, params: dict, metrics: dict, **provenance) -> JobResult:
+    """One result with synthetic cost, for tests that need a few hand-picked jobs."""
+    return dataclasses.replace(_result(kind, job_id, params, [], metrics, 0), job=JobSpec(job_id, kind, job_id, params, ()),
+                               provenance=dataclasses.replace(PROVENANCE, **provenance))
+
+
+def all_results() -> list[JobResult]:
     EXPECTED.clear()
     # the runner's first job (offline suites): makes the tiny model and the data; everything depends on it
     prepare = _result("prepare", "prepare", {"model": {"tiny": {"arch": "xlm-roberta"}}}, [], {}, 0)
-    results: list[dict] = [prepare]
+    results: list[JobResult] = [prepare]
     mlm_ids: dict[tuple[str, str], str] = {}
     for method in ("madx", "madx-inv", "mlm-trg", "mlm-src"):
         languages = sorted(set(NER_SOURCES) | set(NER_TARGETS) | (set(QA_TARGETS) if method in QA_METHODS else set()))
@@ -116,15 +133,15 @@ def all_results() -> list[dict]:
             languages = sorted(NER_SOURCES)
         for lang in languages:
             r = _result("mlm", f"mlm/{method}/{lang}", {"task": None, "method": method, "language": lang, "seed": 1},
-                        [prepare["job"]["id"]], {"loss": 2.0 + len(lang) / 10, "perplexity": 7.5}, len(results))
-            mlm_ids[(method, lang)] = r["job"]["id"]
+                        [prepare.job.id], {"loss": 2.0 + len(lang) / 10, "perplexity": 7.5}, len(results))
+            mlm_ids[(method, lang)] = r.job.id
             results.append(r)
     for task, methods, sources, targets in (("ner", NER_METHODS, NER_SOURCES, NER_TARGETS),
                                             ("qa", QA_METHODS, ("en",), QA_TARGETS)):
         for method in methods:
             for source in sources:
                 for seed in SEEDS:
-                    deps = [prepare["job"]["id"]]
+                    deps = [prepare.job.id]
                     if (method, source) in mlm_ids and method != "mlm-trg":
                         deps.append(mlm_ids[(method, source)])
                     task_job = _result("task", f"task/{task}/{source}/{method}/seed{seed}",
@@ -134,7 +151,7 @@ def all_results() -> list[dict]:
                     for target in targets:
                         if seed not in _seeds(task, method, source, target):
                             continue
-                        eval_deps = [task_job["job"]["id"]]
+                        eval_deps = [task_job.job.id]
                         if (method, target) in mlm_ids and method in ("madx", "madx-inv", "mlm-trg"):
                             eval_deps.append(mlm_ids[(method, target)])
                         if task == "ner":
@@ -152,20 +169,38 @@ def all_results() -> list[dict]:
     return results
 
 
+def run_info(base_model: str = "xlm-roberta-base") -> RunInfo:
+    return RunInfo(schema=SCHEMA_VERSION, suite="synthetic-smoke", suite_file="synthetic.yaml", suite_sha256="0" * 64,
+                   created="2026-11-25T11:59:00Z", command=("madx", "bench", "run", "synthetic.yaml", "--out", "synthetic-run"),
+                   model={"name_or_path": base_model}, notes=(*RUN_NOTES, SUITE_NOTE), provenance=PROVENANCE)
+
+
+def commit(store: RunStore, result: JobResult) -> None:
+    """As the runner does: the job's artifacts, then its result.json, atomically (bench.store's layout)."""
+    artifacts = store.artifacts(result.job.id)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "artifact.bin").write_bytes(b"\0" * 8)  # not a result: ignored
+    atomic_write_json(store.result_path(result.job.id), result.to_dict())
+
+
 def make_run(run_dir: str | Path, *, base_model: str = "xlm-roberta-base", broken: bool = True) -> Path:
     """Write the synthetic store into ``run_dir``; returns it. ``broken`` adds the unreadable/failed/claimed dirs."""
     run_dir = Path(run_dir)
-    jobs = run_dir / "jobs"
-    for result in all_results():
-        job_dir = jobs / result["job"]["id"]
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-        (job_dir / "artifact.bin").write_bytes(b"\0" * 8)  # not a result: ignored
+    store = RunStore(run_dir)
+    results = all_results()
+    for result in results:
+        commit(store, result)
+    jobs = store.jobs_dir
     if broken:
         (jobs / "corrupt0000000000").mkdir(parents=True)
-        (jobs / "corrupt0000000000" / "result.json").write_text('{"schema": 1, "job": {"id": "corr')
+        (jobs / "corrupt0000000000" / "result.json").write_text('{"schema": 2, "job": {"id": "corr')
+        newer = {**results[0].to_dict(), "schema": 99}
         (jobs / "schema99000000000").mkdir(parents=True)
-        (jobs / "schema99000000000" / "result.json").write_text(json.dumps({"schema": 99, "job": {}, "metrics": {}}))
+        (jobs / "schema99000000000" / "result.json").write_text(json.dumps(newer))
+        incomplete = results[1].to_dict()
+        del incomplete["cost"]["wall_s"]
+        (jobs / "nowall0000000000").mkdir(parents=True)
+        (jobs / "nowall0000000000" / "result.json").write_text(json.dumps(incomplete))
         (jobs / "failed00000000000").mkdir(parents=True)
         (jobs / "failed00000000000" / "error.json").write_text(json.dumps(
             {"job": "eval/ner/en->gn/madx/seed1", "error": "RuntimeError('CUDA out of memory')",
@@ -173,12 +208,9 @@ def make_run(run_dir: str | Path, *, base_model: str = "xlm-roberta-base", broke
         (jobs / "claimed0000000000").mkdir(parents=True)
         (jobs / "claimed0000000000" / "claim").write_text("host-1 pid 42")
     (run_dir / "suite.yaml").write_text(yaml.safe_dump(
-        {"name": "synthetic-smoke", "base_model": base_model, "notes": [SUITE_NOTE],
+        {"name": "synthetic-smoke", "model": base_model, "notes": [SUITE_NOTE],
          "tasks": {"ner": {"sources": list(NER_SOURCES), "targets": list(NER_TARGETS)}}}, sort_keys=True))
-    (run_dir / "run.json").write_text(json.dumps(
-        {"suite": "synthetic-smoke", "git_revision": PROVENANCE["git_revision"], "versions": PROVENANCE["versions"],
-         "hardware": PROVENANCE["hardware"], "started_at": "2026-11-25T11:59:00Z", "notes": RUN_NOTES},
-        indent=2, sort_keys=True))
+    atomic_write_json(run_dir / "run.json", run_info(base_model).to_dict())
     return run_dir
 
 

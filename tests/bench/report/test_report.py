@@ -1,12 +1,15 @@
 """bench.report on a synthetic result store with known numbers (report_synthetic.py).
 
-One report is built per module (plots included) and shared by the checks; expectations are computed
-here from the numbers the store was written with (statistics.fmean / stdev), not by the code under test.
+The store is written through the result schema (bench.results) and bench.store, as the runner
+writes it. One report is built per module (plots included) and shared by the checks; expectations
+are computed here from the numbers the store was written with (statistics.fmean / stdev), not by
+the code under test.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -18,11 +21,12 @@ import numpy as np
 import pytest
 
 from . import report_synthetic as syn
-from bench.report import paper
+from bench.report import build_report, paper, render_markdown, terminal_summary, write_report
+from bench.report.aggregate import average, eval_cells, leaf_value
 from bench.report.cli import run as cli_run
-from bench.report.render import build_report, render_markdown, write_report
-from bench.report.store import UnreadableResultWarning, average, leaf_value, load_store
-from bench.report.tables import SUMMARY_ALL, SUMMARY_SEEN, SUMMARY_UNSEEN
+from bench.report.load import UnreadableResultWarning, load_store
+from bench.report.tables import SUMMARY_ALL, SUMMARY_SEEN, SUMMARY_UNSEEN, _model_name, mlm_methods
+from bench.store import RunStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The committed example (reports/example-synthetic/report.md) is this module's report: kept honest here.
@@ -121,11 +125,9 @@ def test_aggregation_helpers():
 
 
 def test_cell_warnings_for_duplicate_seeds_mixed_settings_and_missing_metrics():
-    from bench.report.store import JobResult, eval_cells
-
     def job(i, seed, f1, **extra):
         params = {"task": "ner", "method": "madx", "source": "en", "target": "qu", "seed": seed, **extra}
-        return JobResult(f"job{i}", "eval", f"eval{i}", params, (), {"f1": f1} if f1 is not None else {}, {}, {}, "")
+        return syn.job_result(f"job{i}", "eval", params, {"f1": f1} if f1 is not None else {})
 
     cells = eval_cells([job(1, 1, 10.0, steps=100), job(2, 1, 20.0, steps=200), job(3, 2, None)], "f1")
     value = cells.get("ner", "madx", "en", "qu")
@@ -136,15 +138,12 @@ def test_cell_warnings_for_duplicate_seeds_mixed_settings_and_missing_metrics():
 
 
 def test_runner_conventions_model_and_mlm_mode():
-    from bench.report.store import JobResult
-    from bench.report.tables import _model_name, mlm_methods
-
     assert _model_name({"name_or_path": "xlm-roberta-base"}) == "xlm-roberta-base"
     assert _model_name({"tiny": {"arch": "xlm-roberta", "hidden_size": 64, "num_hidden_layers": 2}}) == (
         "tiny random xlm-roberta (hidden_size 64, num_hidden_layers 2)")
 
     def mlm(params):
-        return JobResult("x", "mlm", "mlm/qu", params, (), {}, {}, {}, "")
+        return syn.job_result("x", "mlm", params, {})
 
     assert mlm_methods(mlm({"language": "qu", "mode": "adapter+inv"})) == ("madx",)
     assert mlm_methods(mlm({"language": "qu", "mode": "full"})) == ("mlm-src", "mlm-trg")
@@ -157,14 +156,97 @@ def test_store_skips_unreadable_files_with_a_warning(run_dir):
     messages = "\n".join(str(w.message) for w in caught)
     assert "corrupt0000000000/result.json" in messages and "schema99000000000/result.json" in messages
     assert [p.path for p in store.problems] == ["jobs/corrupt0000000000/result.json",
+                                                "jobs/nowall0000000000/result.json",
                                                 "jobs/schema99000000000/result.json"]
-    assert "schema 99" in store.problems[1].reason
-    assert len(store.results) == len(syn.all_results())
+    assert store.problems[0].reason.startswith("unreadable: JSONDecodeError")
+    assert store.problems[1].reason == "cost.wall_s: missing"  # the field, named
+    assert store.problems[2].reason == "schema: 99 is newer than this madx-bench reads (1, 2): update madx-bench"
+    assert len(store.results) == len(syn.all_results()) and store.upgraded == ()
     assert [(j.id, j.name, j.error) for j in store.status.failed] == [
         ("failed00000000000", "eval/ner/en->gn/madx/seed1", "RuntimeError('CUDA out of memory')")]
     assert store.status.claimed == ("claimed0000000000",)
-    assert [r.kind for r in store.results].count("prepare") == 1  # other kinds are kept, not skipped
-    assert store.run_info["notes"] == syn.RUN_NOTES and store.suite["base_model"] == "xlm-roberta-base"
+    assert [r.job.kind for r in store.results].count("prepare") == 1  # other kinds are kept, not skipped
+    assert store.run == syn.run_info() and store.run.model == {"name_or_path": "xlm-roberta-base"}
+    assert {r.job.id: r for r in store.results} == {r.job.id: r for r in syn.all_results()}  # what was written is read
+
+
+def test_mixed_code_versions_are_warned(tmp_path):
+    run = syn.make_run(tmp_path / "run", broken=False)
+    store = RunStore(run)
+    results = {r.job.name: r for r in syn.all_results()}
+    clean = build_report(run, out_dir=tmp_path / "clean", plots=False)
+    assert clean.tables.provenance.mixed == () and "Results differ in" not in render_markdown(clean)
+    # one job rerun from a later commit with a newer torch, another from the same commit with local edits
+    later = results["eval/ner/en->qu/madx/seed1"]
+    syn.commit(store, dataclasses.replace(later, provenance=dataclasses.replace(
+        later.provenance, git_revision="fedcba9876543210fedcba9876543210fedcba98", versions={**later.provenance.versions, "torch": "2.14.0"})))
+    edited = results["eval/ner/en->sw/madx/seed1"]
+    syn.commit(store, dataclasses.replace(edited, provenance=dataclasses.replace(edited.provenance, git_dirty=True)))
+    report = build_report(run, out_dir=tmp_path / "mixed", plots=False)
+    prov = report.tables.provenance
+    assert prov.mixed == ("git revision", "torch version")
+    assert prov.code_versions == {syn.PROVENANCE.git_revision: len(results) - 2,
+                                  f"{syn.PROVENANCE.git_revision} + uncommitted changes": 1,
+                                  "fedcba9876543210fedcba9876543210fedcba98": 1}
+    md = render_markdown(report)
+    assert ("Results differ in git revision, torch version: they were not all produced by the same code / environment."
+            in md.split("## Warnings", 1)[1].split("\n## ", 1)[0])
+    assert "| git revision | fedcba9876543210fedcba9876543210fedcba98 | 1 |" in md
+    assert "| torch | 2.14.0 | 1 |" in md
+    # the numbers themselves do not change
+    assert report.tables.comparisons == clean.tables.comparisons
+
+
+def as_schema_1(result) -> dict:
+    """What bench/worker.py wrote before bench.results (schema 1): no status, start time or provenance."""
+    cost = {k: v for k, v in result.cost.to_dict().items() if v is not None and k != "non_pad_fraction"}
+    return {"schema": 1, "job": result.job.to_dict(), "metrics": dict(result.metrics), "train": result.train,
+            "cost": cost, "provenance": {"worker": result.worker.id, "finished_at": result.finished_at}}
+
+
+def test_a_schema_1_run_directory_is_read_through_the_upgrade(report, tmp_path):
+    old = tmp_path / "old-run"
+    for result in syn.all_results():
+        path = old / "jobs" / result.job.id / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(as_schema_1(result)))
+    info = syn.run_info()
+    (old / "run.json").write_text(json.dumps({  # the first run.json: flat, no schema key
+        "suite": info.suite, "started_at": info.created, "notes": list(info.notes), "model": dict(info.model),
+        "git_revision": info.provenance.git_revision, "versions": dict(info.provenance.versions),
+        "hardware": dict(info.provenance.hardware), "python": info.provenance.python, "platform": info.provenance.platform}))
+    (old / "jobs" / "badworker0000000" ).mkdir()
+    (old / "jobs" / "badworker0000000" / "result.json").write_text(json.dumps(
+        {**as_schema_1(syn.all_results()[0]), "provenance": {"worker": "w", "finished_at": "x"}}))
+    with pytest.warns(UnreadableResultWarning, match="badworker0000000/result.json: worker: expected an object"):
+        upgraded = build_report(old, out_dir=tmp_path / "old-report", plots=False)
+    store = upgraded.store
+    assert len(store.results) == len(syn.all_results()) and len(store.upgraded) == len(syn.all_results()) + 1
+    assert "run.json" in store.upgraded and store.run.suite == "synthetic-smoke" and store.run.created == info.created
+    assert store.run.provenance.git_revision == info.provenance.git_revision
+    # every number is the same as when the results are written in the current schema
+    assert upgraded.tables.comparisons == report.tables.comparisons
+    assert upgraded.tables.params == report.tables.params
+    assert upgraded.tables.cost_by_kind == report.tables.cost_by_kind
+    # and the report says what schema 1 cannot tell
+    prov = upgraded.tables.provenance
+    assert prov.code_versions == {} and prov.unrecorded == len(syn.all_results()) and prov.mixed == ()
+    md = render_markdown(upgraded)
+    assert f"{len(syn.all_results())} result files in result schema 1" in md and "`bench.results.upgrade_v1`" in md
+    assert "mixed code versions cannot be detected" in md
+    assert "`run.json` (result schema 1, read through `bench.results.upgrade_run_v1`):" in md
+    assert f"read {len(syn.all_results())} result files in result schema 1 through bench.results.upgrade_v1" in (
+        terminal_summary(upgraded))
+    # a job rerun by the current runner in that directory: the results now come from different code
+    rerun = syn.all_results()[5]
+    (old / "jobs" / rerun.job.id / "result.json").write_text(json.dumps(rerun.to_dict()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableResultWarning)
+        resumed = build_report(old, out_dir=tmp_path / "resumed", plots=False)
+    assert resumed.tables.provenance.result_schemas == {"1": len(syn.all_results()) - 1, "2": 1}
+    assert resumed.tables.provenance.mixed == ("result schema",)
+    assert "Results differ in result schema:" in render_markdown(resumed)
+    assert "covers the 1 job(s) that record a git revision, not the other" in render_markdown(resumed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,14 +363,15 @@ def test_cost_by_kind_and_table(report):
     results = syn.all_results()
     rows = {r.label: r for r in report.tables.cost_by_kind}
     for kind in ("prepare", "mlm", "task", "eval"):
-        jobs = [r for r in results if r["job"]["kind"] == kind]
+        jobs = [r for r in results if r.job.kind == kind]
         assert rows[kind].n_jobs == len(jobs)
-        assert rows[kind].tokens == sum(r["cost"]["tokens"] for r in jobs)
-        assert rows[kind].wall_s == pytest.approx(math.fsum(r["cost"]["wall_s"] for r in jobs))
+        assert rows[kind].tokens == sum(r.cost.tokens for r in jobs)
+        assert rows[kind].wall_s == pytest.approx(math.fsum(r.cost.wall_s for r in jobs))
+        assert rows[kind].tokens_per_s == pytest.approx(rows[kind].tokens / rows[kind].wall_s)
     assert rows["all jobs"].n_jobs == len(results)
     by_table = {r.label.split(" (")[0]: r for r in report.tables.cost_by_table}
-    qa_evals = [r for r in results if r["job"]["kind"] == "eval" and r["job"]["params"]["task"] == "qa"]
-    qa_tasks = {d for r in qa_evals for d in r["job"]["deps"]}
+    qa_evals = [r for r in results if r.job.kind == "eval" and r.job.task == "qa"]
+    qa_tasks = {d for r in qa_evals for d in r.job.deps}
     assert by_table["Table 3"].n_jobs >= len(qa_evals) + len(qa_tasks) - 1  # evals + their task and MLM jobs
     assert by_table["Table 3"].n_deps_missing == 0
 
@@ -348,7 +431,7 @@ def test_markdown_shows_missing_as_dash_and_passes_notes(report):
     assert "row lost in text extraction" in md
     assert syn.RUN_NOTES[0] in md and syn.SUITE_NOTE in md
     assert "XLM-R base" in md and "Wikipedia" in md
-    assert "jobs/corrupt0000000000/result.json" in md and "schema 99" in md
+    assert "jobs/corrupt0000000000/result.json" in md and "schema: 99 is newer" in md and "cost.wall_s: missing" in md
     assert "![" in md and "plots/ner-diff-madx-vs-full-ft.png" in md
 
 
@@ -371,21 +454,33 @@ def test_markdown_is_byte_identical_across_runs(report, run_dir, tmp_path, monke
 
 def test_json_has_the_numbers(report):
     data = json.loads((report.out_dir / "report.json").read_text())
-    cell = data["tables"]["table5"]["rows"][[r["method"] for r in data["tables"]["table5"]["rows"]].index("madx")]["cells"]["qu"]
+    tables = {t["id"]: t for t in data["tables"]["comparisons"]}
+    table5 = {r["method"]: r for r in tables["table5"]["rows"]}
+    cell = table5["madx"]["cells"]["qu"]
     mean, std, n = expected("ner", "madx", "en", "qu")
-    assert cell["mean"] == pytest.approx(mean) and cell["std"] == pytest.approx(std) and cell["n_seeds_min"] == n
+    assert cell["ours"]["mean"] == pytest.approx(mean) and cell["ours"]["std"] == pytest.approx(std)
+    assert cell["ours"]["n_seeds_min"] == n
     assert cell["paper"] == 66.1 and cell["diff"] == pytest.approx(mean - 66.1)
-    lad = data["tables"]["table5"]["rows"][[r["method"] for r in data["tables"]["table5"]["rows"]].index("madx-lad-inv")]
-    assert lad["cells"]["qu"]["mean"] is None and lad["cells"]["qu"]["diff"] is None
-    leaves = {(c["task"], c["method"], c["source"], c["target"], c["metric"]): c for c in data["cells"]}
+    lad = table5["madx-lad-inv"]["cells"]["qu"]
+    assert lad["ours"]["mean"] is None and lad["diff"] is None
+    leaves = {}
+    for name, metric in (("ner_f1", "f1"), ("qa_f1", "f1"), ("qa_em", "exact_match")):
+        for key, value in data["tables"][name]["cells"].items():
+            leaves[(*key.split("/"), metric)] = value
+    assert set(leaves) == set(syn.EXPECTED)
     for key, per_seed in syn.EXPECTED.items():
         assert leaves[key]["per_seed"] == {str(s): pytest.approx(v) for s, v in per_seed.items()}
     assert [p["path"] for p in data["problems"]] == ["jobs/corrupt0000000000/result.json",
+                                                     "jobs/nowall0000000000/result.json",
                                                      "jobs/schema99000000000/result.json"]
     heat = next(h for h in data["heatmaps"] if h["kind"] == "f1" and h["method"] == "madx")
-    assert heat["values"][2][2] is None  # qu->sw: null, not 0
-    assert data["table4"]["rows"][-1]["computed_added"] == 8_257_536
-    assert {r["method"] for r in data["table4"]["recorded"]} == set(syn.NER_METHODS)
+    assert heat["array"][2][2] is None  # qu->sw: null, not 0
+    assert heat["path"] == "plots/ner-f1-madx.png"  # relative to the report
+    params = data["tables"]["params"]
+    assert params["rows"][-1]["computed_added"] == 8_257_536 and params["rows"][-1]["added_diff"] == 7_536
+    assert {r["method"] for r in params["recorded"]} == set(syn.NER_METHODS)
+    assert data["tables"]["provenance"]["run"] == syn.run_info().to_dict()
+    assert data["tables"]["provenance"]["mixed"] == []
 
 
 def test_html_is_self_contained(report):
