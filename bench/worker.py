@@ -144,7 +144,7 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
     jobs = build_graph(suite)
     jobs_by_id = {job.id: job for job in jobs}
     previous = check_plan(suite, out_dir, jobs, add_jobs)
-    if previous is not None:  # a finished run is recognised without writing anything
+    if previous is not None and (out_dir / "jobs").is_dir():  # a finished run is recognised without writing anything
         store = RunStore(out_dir, create=False)
         if all(store.is_done(j.id) for j in jobs):
             summary = status_counts(store, jobs)

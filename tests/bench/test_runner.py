@@ -18,12 +18,12 @@ MINI = str(Path(__file__).resolve().parents[1] / "fixtures" / "mini-suite.yaml")
 pytestmark = pytest.mark.slow
 
 
-def bench_run(out, processes=1, **popen):
+def bench_run(out, processes=1, launch_args=(), **popen):
     if processes == 1:
         command = [sys.executable, "-m", "madx", "bench", "run", MINI, "--out", str(out)]
     else:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-                   "-m", "madx", "bench", "run", MINI, "--out", str(out)]
+                   *launch_args, "-m", "madx", "bench", "run", MINI, "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)
 
@@ -118,7 +118,94 @@ def test_kill_minus_9_then_rerun_completes_identically(clean_run, tmp_path, kill
         os.kill(victim, signal.SIGKILL)
     process.communicate(timeout=600)
     assert len(results(tmp_path)) < len(results(clean_run[0]))
+    assert _locks_free(tmp_path), "no job is held by a dead or orphaned worker"
     finished(bench_run(tmp_path, processes=2))
     assert results(tmp_path) == results(clean_run[0])
     assert not list(jobs.glob("*/claim")), "no claim is left behind"
     assert all(not list(d.glob("work-*")) for d in jobs.iterdir() if (d / "result.json").exists())
+
+
+def _locks_free(out) -> bool:
+    from bench.store import RunStore
+
+    store = RunStore(out, create=False)
+    return all(store.owner(d.name).state != "held" for d in (Path(out) / "jobs").iterdir())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_releases_the_job_in_hand_and_writes_nothing_half(clean_run, tmp_path):
+    process = bench_run(tmp_path, start_new_session=True)
+    jobs = tmp_path / "jobs"
+    assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 3 and list(jobs.glob("*/claim")))
+    held = json.loads(next(jobs.glob("*/claim")).read_text())
+    os.kill(held["pid"], signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
+    assert "stopped by SIGTERM" in output
+    assert _locks_free(tmp_path) and not list(jobs.glob("*/claim")), "the claim was released"
+    assert not list(jobs.glob("*/work-*")) and not list(jobs.glob("*/error.json")), "nothing half, no failure"
+    finished(bench_run(tmp_path))
+    assert results(tmp_path) == results(clean_run[0])
+
+
+def test_workers_die_with_their_launcher(tmp_path):
+    process = bench_run(tmp_path, processes=2, start_new_session=True)
+    jobs = tmp_path / "jobs"
+    assert _wait_for(lambda: list(jobs.glob("*/claim")))
+    workers = set()
+    assert _wait_for(lambda: workers.update(json.loads(c.read_text())["pid"] for c in jobs.glob("*/claim")
+                                            if c.stat().st_size) or len(workers) >= 1)
+    os.kill(process.pid, signal.SIGKILL)  # the launcher only, not its process group
+    process.communicate(timeout=60)
+    assert _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=60), "orphaned workers"
+    assert _locks_free(tmp_path)
+
+
+def test_a_finished_run_reruns_without_write_access(clean_run, monkeypatch):
+    """Rerunning a finished run only reads: every write under the run directory fails as on a
+    read-only filesystem (EROFS), and the rerun still succeeds."""
+    import builtins
+    import errno
+
+    from bench.suite import load_suite
+    from bench.worker import run_worker
+
+    out = str(clean_run[0])
+
+    def guard(function, is_write):
+        def guarded(path, *args, **kwargs):
+            if str(path).startswith(out) and is_write(*args, **kwargs):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            return function(path, *args, **kwargs)
+        return guarded
+
+    writing_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+    monkeypatch.setattr(os, "open", guard(os.open, lambda flags, *a, **k: flags & writing_flags))
+    monkeypatch.setattr(builtins, "open", guard(builtins.open, lambda mode="r", *a, **k: set(mode) & set("wax+")))
+    for name in ("mkdir", "rename", "replace", "unlink", "rmdir"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name), lambda *a, **k: True))
+    lines = []
+    summary = run_worker(load_suite(MINI), out, progress=lines.append)
+    assert summary["done"] == len(results(out)) and summary["pending"] == summary["failed"] == 0
+    assert any("nothing to do: all" in line for line in lines)
+
+
+def test_elastic_launch_survives_a_killed_worker(clean_run, tmp_path):
+    """The documented pattern: `accelerate launch --max_restarts N`. One worker killed -9: the agent
+    stops the others (they release their jobs), restarts the group, and the same launch finishes."""
+    process = bench_run(tmp_path, processes=2, launch_args=("--max_restarts", "2"), start_new_session=True)
+    jobs = tmp_path / "jobs"
+    assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 3 and list(jobs.glob("*/claim")))
+    os.kill(json.loads(next(jobs.glob("*/claim")).read_text())["pid"], signal.SIGKILL)
+    finished(process)
+    assert results(tmp_path) == results(clean_run[0])
