@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import resource
 import statistics
 import sys
@@ -56,10 +55,10 @@ from typing import Any
 import torch
 
 from bench.perf.flops import step_flops
+from madx import kernels
 from bench.perf.workloads import Batches, Preset, Prepared, Workload
 
 VARIANTS = ("eager", "compile", "fused")
-KERNEL_ENV = "MADX_KERNEL_IMPL"
 CPU_FUSED_REASON = "the Triton kernels need CUDA (their CPU interpreter mode is far too slow to time)"
 
 
@@ -98,15 +97,8 @@ class Row:
 
 @contextlib.contextmanager
 def kernel_impl(name: str):
-    previous = os.environ.get(KERNEL_ENV)
-    os.environ[KERNEL_ENV] = name
-    try:
+    with kernels.use_impl(name):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop(KERNEL_ENV, None)
-        else:
-            os.environ[KERNEL_ENV] = previous
 
 
 def synchronize(device: torch.device) -> None:

@@ -37,6 +37,8 @@ signatures; their implementation is now the cuBLAS + Triton one above.
 
 from __future__ import annotations
 
+import contextlib
+
 import difflib
 import functools
 import os
@@ -66,6 +68,8 @@ __all__ = [
     "nice_coupling_ref",
     "probe_auto",
     "resolve_impl",
+    "set_impl",
+    "use_impl",
     "stacked_adapter_layer",
     "stacked_adapter_layer_ref",
     "stacked_bottleneck",
@@ -165,9 +169,36 @@ def _triton_unsupported(tensors: list[torch.Tensor]) -> str | None:
     return None
 
 
+# The process's forced implementation, (name or None for auto, where it came from): read from
+# $MADX_KERNEL_IMPL once, on first use, then carried as a setting (set_impl / use_impl), never
+# re-read per call.
+_IMPL_SETTING: list[tuple[str | None, str]] = []
+
+
 def _forced() -> tuple[str | None, str]:
-    env = os.environ.get(ENV_VAR, "").strip().lower()
-    return (None, "") if env in ("", "auto") else (env, f"${ENV_VAR}")
+    if not _IMPL_SETTING:
+        env = os.environ.get(ENV_VAR, "").strip().lower()
+        _IMPL_SETTING.append((None, "") if env in ("", "auto") else (env, f"${ENV_VAR}"))
+    return _IMPL_SETTING[0]
+
+
+def set_impl(name: str | None, source: str = "madx.kernels.set_impl") -> None:
+    """Force ``name`` for every dispatched call in this process (None or "auto": auto's choice)."""
+    if name in (None, "auto"):
+        _IMPL_SETTING[:] = [(None, "")]
+    else:
+        _IMPL_SETTING[:] = [(_check_name(name, source), source)]
+
+
+@contextlib.contextmanager
+def use_impl(name: str | None):
+    """``with use_impl("triton"): ...``: force an implementation for a block, then restore."""
+    previous = _forced()
+    set_impl(name, "madx.kernels.use_impl")
+    try:
+        yield
+    finally:
+        _IMPL_SETTING[:] = [previous]
 
 
 def _sizes(op: str, args: tuple, kwargs: dict) -> tuple:

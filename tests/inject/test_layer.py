@@ -77,6 +77,8 @@ def test_dispatched_op_with_the_reference_is_the_previous_formula_bit_for_bit(la
     from madx import kernels
 
     monkeypatch.setenv(kernels.ENV_VAR, "reference")
+
+    monkeypatch.setattr(kernels, "_IMPL_SETTING", [])  # read the variable afresh
     model, layer, x, intermediate, r, ln, la, ta = layer_setup
     modules = {"en": la, "ner": ta}
     trainable = [p for name in setup.names for p in modules[name].parameters()] + [ln.weight, ln.bias]

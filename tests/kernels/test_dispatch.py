@@ -64,6 +64,7 @@ def test_describe_auto_without_cuda_says_reference_and_why(monkeypatch):
     for op in kernels.OPS:
         assert described[op].startswith("reference") and "CUDA" in described[op], described[op]
     monkeypatch.setenv(kernels.ENV_VAR, "triton")
+    monkeypatch.setattr(kernels, "_IMPL_SETTING", [])  # read the variable afresh
     assert kernels.describe_auto()["adapter_layer"].startswith("forced to 'triton' by $MADX_KERNEL_IMPL")
 
 
@@ -137,6 +138,7 @@ def test_forced_implementations_never_probe(probe_on_cpu, monkeypatch):
     args, kwargs = OP_ARGS["adapter_layer"](device="cpu", grad=True)
     assert kernels.resolve_impl("reference", *args, op="adapter_layer") == "reference"
     monkeypatch.setenv(kernels.ENV_VAR, "triton")
+    monkeypatch.setattr(kernels, "_IMPL_SETTING", [])  # read the variable afresh
     assert kernels.resolve_impl(None, *args, op="adapter_layer") == "triton"
     assert not calls
 
@@ -199,12 +201,14 @@ def test_unknown_name_suggests_the_nearest(monkeypatch):
     with pytest.raises(ValueError, match="did you mean 'triton'"):
         kernels.bottleneck_adapter(*tiny_args(), impl="tritn")
     monkeypatch.setenv(kernels.ENV_VAR, "refrence")
+    monkeypatch.setattr(kernels, "_IMPL_SETTING", [])  # read the variable afresh
     with pytest.raises(ValueError, match=r"MADX_KERNEL_IMPL.*did you mean 'reference'"):
         kernels.bottleneck_adapter(*tiny_args())
 
 
 def test_env_var_forces_and_argument_wins(monkeypatch):
     monkeypatch.setenv(kernels.ENV_VAR, "reference")
+    monkeypatch.setattr(kernels, "_IMPL_SETTING", [])  # read the variable afresh
     assert kernels.resolve_impl(None, *tiny_args()) == "reference"
     args = tiny_args()
     torch.testing.assert_close(kernels.bottleneck_adapter(*args), kernels.bottleneck_adapter_ref(*args))
@@ -261,3 +265,18 @@ def test_fallback_and_report_without_triton(monkeypatch):
             kernels.bottleneck_adapter(*args, impl="triton")
     finally:
         kernels._triton_status.cache_clear()  # the next probe sees the real triton again
+
+
+def test_the_forced_implementation_is_a_setting_read_once(monkeypatch):
+    monkeypatch.setattr(kernels, "_IMPL_SETTING", [])
+    monkeypatch.setenv(kernels.ENV_VAR, "reference")
+    assert kernels._forced() == ("reference", "$MADX_KERNEL_IMPL")
+    monkeypatch.setenv(kernels.ENV_VAR, "triton")  # changing the environment later changes nothing
+    assert kernels._forced()[0] == "reference"
+    with kernels.use_impl("triton"):
+        assert kernels._forced() == ("triton", "madx.kernels.use_impl")
+    assert kernels._forced()[0] == "reference"
+    kernels.set_impl(None)
+    assert kernels._forced() == (None, "")
+    with pytest.raises(ValueError, match="did you mean 'triton'"):
+        kernels.set_impl("tritn")

@@ -223,6 +223,7 @@ def test_hooked_model_runs_the_fused_block(monkeypatch, stack):
     results = []
     for impl in ("reference", "triton"):
         monkeypatch.setenv(kernels.ENV_VAR, impl)
+        monkeypatch.setattr(kernels, "_IMPL_SETTING", [])  # read the variable afresh
         with active(model, Stack(*stack)):
             logits = model(**tiny_batch()).logits
         results.append((logits, torch.autograd.grad(logits.pow(2).sum(), params)))
