@@ -80,6 +80,10 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+# The paper's row order in Tables 2 and 5 (baselines first, MAD-X last): how reports sort methods.
+PAPER_ROW_ORDER: tuple[str, ...] = ("full-ft", "mlm-src", "mlm-trg", "madx-lad-inv", "madx-inv", "madx")
+
+
 def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]

@@ -1,7 +1,7 @@
 """The paper's numbers (Pfeiffer et al., 2020) as data shipped with the project.
 
-``paper_tables.json`` beside this file is a verbatim copy of the project's paper reference plus one
-derived key (``table2_seen_split``). Nothing here reads anything outside the package at run time.
+``paper_tables.json`` beside this file is a verbatim copy of the project's paper reference, less
+its language table, which lives once, in ``madx.data.languages`` (order, Table 1, the seen split). Nothing here reads anything outside the package at run time.
 
 A missing paper number is ``None`` with a reason (:func:`missing_reason`), never 0: Table 2's
 XLM-R MLM-SRC row was lost in the text extraction, Table 3 has no MLM baselines, Table 4 only the
@@ -19,18 +19,14 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-# Our method names (madx.variants) -> the row keys of the paper tables in paper_tables.json.
-# (madx.variants spells the paper names with en dashes, "MAD-X –INV"; the tables use "MAD-X -INV".)
-PAPER_ROW_KEYS: dict[str, str] = {
-    "full-ft": "XLM-R",
-    "mlm-src": "XLM-R MLM-SRC",
-    "mlm-trg": "XLM-R MLM-TRG",
-    "madx-lad-inv": "MAD-X -LAD -INV",
-    "madx-inv": "MAD-X -INV",
-    "madx": "MAD-X",
-}
+from madx.data.languages import NER_LANGUAGES, TABLE2_SEEN_SPLIT_NOTE, split_seen_unseen
+from madx.variants import PAPER_ROW_ORDER, VARIANTS
+
 # The paper's row order (Tables 2 and 5), used to sort methods everywhere in the report.
-METHOD_ORDER: tuple[str, ...] = tuple(PAPER_ROW_KEYS)
+METHOD_ORDER: tuple[str, ...] = PAPER_ROW_ORDER
+# Our method names -> the row keys of the paper tables in paper_tables.json: the variants' paper
+# names, whose en dashes ("MAD-X –INV") the transcribed tables spell as hyphens ("MAD-X -INV").
+PAPER_ROW_KEYS: dict[str, str] = {name: VARIANTS[name].paper_name.replace("–", "-") for name in METHOD_ORDER}
 
 # Table id -> key in paper_tables.json.
 TABLE_KEYS: dict[str, str] = {
@@ -156,16 +152,15 @@ def paper_base_parameters() -> int:
 
 def seen_split() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(seen, unseen) NER languages: Table 2's dashed line (jv seen; see ``table2_seen_split.why``)."""
-    split = paper_tables()["table2_seen_split"]
-    return tuple(split["seen"]), tuple(split["unseen"])
+    return split_seen_unseen(NER_LANGUAGES, by="table2")
 
 
 def seen_split_note() -> str:
-    return paper_tables()["table2_seen_split"]["why"]
+    return TABLE2_SEEN_SPLIT_NOTE
 
 
 def ner_language_order() -> tuple[str, ...]:
-    return tuple(paper_tables()["ner_languages"]["order"])
+    return NER_LANGUAGES
 
 
 def xquad_language_order() -> tuple[str, ...]:

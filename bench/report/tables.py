@@ -26,6 +26,7 @@ from bench.report import paper
 from bench.report.aggregate import MISSING, CellWarning, EvalCells, Value, average, eval_cells
 from bench.report.load import JOB_KINDS, ResultStore
 from bench.results import SCHEMA_VERSION, JobResult, RunInfo
+from madx.variants import MLM_MODES, VARIANTS
 
 SUMMARY_SEEN, SUMMARY_UNSEEN, SUMMARY_ALL = "avg seen", "avg unseen", "avg"
 
@@ -309,7 +310,7 @@ def _parameter_rows(arch: str) -> tuple:
 
 
 # The runner's MLM jobs name what they train ("mode"), not a method; one full-model MLM job serves both baselines.
-MLM_MODE_METHODS = {"adapter+inv": ("madx",), "adapter": ("madx-inv",), "full": ("mlm-src", "mlm-trg")}
+MLM_MODE_METHODS = {mode: tuple(v.name for v in VARIANTS.values() if v.mlm_mode == mode) for mode in MLM_MODES}
 
 
 def mlm_methods(result: JobResult) -> tuple[str, ...]:
