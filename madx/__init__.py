@@ -30,6 +30,7 @@ from madx.inject import (
     task_heads,
 )
 from madx.io import load_adapter, save_adapter
+from madx.adapterhub import export_adapterhub, import_adapterhub
 from madx.variants import VARIANTS, Variant, get_variant
 
 __all__ = [
@@ -43,10 +44,12 @@ __all__ = [
     "attach",
     "delete_adapter",
     "detach",
+    "export_adapterhub",
     "get_active",
     "get_store",
     "is_attached",
     "get_variant",
+    "import_adapterhub",
     "load_adapter",
     "save_adapter",
     "reset_task_heads",

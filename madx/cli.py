@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, str] = {
     "train-task": "madx.commands.train_task",
     "evaluate": "madx.commands.evaluate",
     "models": "madx.commands.models",
+    "export": "madx.commands.export",
+    "data": "madx.commands.data",
 }
 
 

@@ -101,7 +101,8 @@ class AdapterFileConfig:
         if version > FORMAT_VERSION:
             raise file_error(path, f"format_version {version} is newer than this madx reads ({FORMAT_VERSION}): written by a newer madx; upgrade madx-bench")
         if "config" in data and "kind" not in data:
-            raise file_error(path, "this is an AdapterHub adapter config, not a madx one; import it with madx.adapterhub.import_adapterhub(model, directory, kind)")
+            raise file_error(path, "this is an AdapterHub adapter config, not a madx one; import it with madx.import_adapterhub(model, directory, "
+                             "kind='language' or 'task') and stack it with Stack(..., mode='adapterhub') to compute what AdapterHub computes")
         known = [f.name for f in fields(cls)]
         unknown = [key for key in data if key not in known]
         if unknown:

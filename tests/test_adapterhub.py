@@ -1,6 +1,9 @@
 """Import of AdapterHub-format adapters: a directory written here in that library's layout
 (key names and config as ``adapters`` 1.x ``save_adapter`` writes them), and AdapterHub's
-forward written out independently (its pre_forward / forward / post_forward with the Pfeiffer config)."""
+forward written out independently (its pre_forward / forward / post_forward with the Pfeiffer config).
+
+Export: madx adapter -> AdapterHub layout -> the importer gives the same outputs bit for bit; where
+the real ``adapters`` library is installed, it loads the export and computes its own stacking."""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ from torch.nn import functional as F
 
 import madx
 from madx import Stack, active
-from madx.adapterhub import import_adapterhub
-from tests.conftest import tiny_batch, tiny_model
+from madx.adapterhub import EXPORT_VERSION, PFEIFFER_CONFIG, REQUIRED_SETTINGS, export_adapterhub, import_adapterhub
+from madx.inject import add_adapter
+from tests.conftest import randomise, tiny_batch, tiny_model
 from tests.test_io import assert_unchanged, snapshot
 
 H, LAYERS = 32, 2
@@ -192,3 +196,196 @@ def test_invalid_saved_name_imports_under_a_given_name(tmp_path):
     write_adapterhub_dir(tmp_path / "en", "en", reduction=2, invertible=False, seed=1)
     _edit_config(tmp_path / "en", lambda c: c.update(name="en/wiki@ukp"))
     assert import_adapterhub(model, tmp_path / "en", kind="language", name="en") == "en"
+
+
+# ---- export: madx adapter -> AdapterHub layout -> back, and (where installed) into the real library ----
+
+
+def _trained(head, language=True, invertible=True, task=False, seed=1):
+    """A tiny model whose adapters (and task head) have random, non-trivial weights."""
+    model = tiny_model("xlm-roberta", head)
+    if language:
+        madx.add_language_adapter(model, "en", invertible=invertible)
+    if task:
+        madx.add_task_adapter(model, "ner")
+    randomise(madx.get_store(model), seed=seed)
+    if task:
+        randomise(model.classifier, seed=seed + 1)
+    return model
+
+
+def _outputs(model, setup, batch):
+    with active(model, setup), torch.no_grad():
+        return model(**batch).logits
+
+
+@pytest.mark.parametrize("invertible", [True, False], ids=["nice", "no-inv"])
+def test_language_adapter_round_trips_bit_exactly(tmp_path, invertible):
+    source = _trained("mlm", invertible=invertible)  # an MLM model: the invertible adapter's inverse runs too
+    export_adapterhub(source, "en", tmp_path / "en")
+    target = tiny_model("xlm-roberta", "mlm")
+    assert madx.import_adapterhub(target, tmp_path / "en", kind="language") == "en"
+    batch = tiny_batch()
+    assert torch.equal(_outputs(source, Stack("en"), batch), _outputs(target, Stack("en"), batch))
+    assert (madx.get_store(target).get("en").invertible is not None) == invertible
+    saved, loaded = madx.get_store(source).get("en").state_dict(), madx.get_store(target).get("en").state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+
+
+def test_task_adapter_round_trips_with_its_head(tmp_path):
+    source = _trained("ner", task=True)
+    export_adapterhub(source, "en", tmp_path / "en")
+    export_adapterhub(source, "ner", tmp_path / "ner")
+    target = tiny_model("xlm-roberta", "ner")
+    randomise(target.classifier, seed=9)  # the head must come from the export
+    madx.import_adapterhub(target, tmp_path / "en", kind="language")
+    madx.import_adapterhub(target, tmp_path / "ner", kind="task")
+    assert torch.equal(target.classifier.weight, source.classifier.weight)
+    batch = tiny_batch()
+    for setup in (Stack("ner"), Stack("en", "ner"), Stack("en", "ner", mode="adapterhub")):
+        assert torch.equal(_outputs(source, setup, batch), _outputs(target, setup, batch)), setup
+
+
+def test_export_writes_adapterhubs_layout_and_config(tmp_path):
+    source = _trained("ner", task=True)
+    export_adapterhub(source, "en", tmp_path / "en")
+    export_adapterhub(source, "ner", tmp_path / "ner")
+    assert sorted(p.name for p in (tmp_path / "en").iterdir()) == ["adapter.safetensors", "adapter_config.json"]
+    assert sorted(p.name for p in (tmp_path / "ner").iterdir()) == [
+        "adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors"]
+
+    en = json.loads((tmp_path / "en" / "adapter_config.json").read_text())
+    assert {k: en[k] for k in ("name", "model_type", "hidden_size", "model_class", "version")} == {
+        "name": "en", "model_type": "xlm-roberta", "hidden_size": H, "model_class": "XLMRobertaForTokenClassification",
+        "version": EXPORT_VERSION}
+    assert en["config"] == {**PFEIFFER_CONFIG, "reduction_factor": 2, "inv_adapter": "nice", "inv_adapter_reduction_factor": 2}
+    assert all(en["config"][k] == v for k, v in REQUIRED_SETTINGS.items())  # what the importer requires
+    ner = json.loads((tmp_path / "ner" / "adapter_config.json").read_text())
+    assert ner["config"] == {**PFEIFFER_CONFIG, "reduction_factor": 16}
+
+    keys = set(load((tmp_path / "en" / "adapter.safetensors").read_bytes()))
+    assert "roberta.encoder.layer.1.output.adapters.en.adapter_down.0.weight" in keys
+    assert "roberta.invertible_adapters.en.G.2.bias" in keys and len(keys) == 4 * LAYERS + 8
+    head = json.loads((tmp_path / "ner" / "head_config.json").read_text())
+    assert head["model_class"] == "XLMRobertaForTokenClassification" and head["num_labels"] == 7 and head["name"] is None
+    assert head["config"] is None and head["label2id"] == source.config.label2id
+    assert set(load((tmp_path / "ner" / "model_head.safetensors").read_bytes())) == {"classifier.weight", "classifier.bias"}
+
+
+def test_export_of_a_bert_model_uses_its_prefix(tmp_path):
+    model = tiny_model("bert", "mlm")
+    madx.add_language_adapter(model, "en")
+    export_adapterhub(model, "en", tmp_path / "en")
+    keys = set(load((tmp_path / "en" / "adapter.safetensors").read_bytes()))
+    assert "bert.encoder.layer.0.output.adapters.en.adapter_up.weight" in keys and "bert.invertible_adapters.en.F.0.bias" in keys
+
+
+def test_an_odd_bottleneck_gets_the_reduction_factor_adapterhub_maps_back(tmp_path):
+    model = tiny_model("xlm-roberta", "ner")
+    add_adapter(model, "ner", "task", 5)  # 32 / 5 is no integer; 32 // 6.4 == 4.0 in floating point
+    export_adapterhub(model, "ner", tmp_path / "ner", with_head=False)
+    factor = json.loads((tmp_path / "ner" / "adapter_config.json").read_text())["config"]["reduction_factor"]
+    assert int(H // factor) == 5  # how AdapterHub sizes the bottleneck
+    assert not (tmp_path / "ner" / "model_head.safetensors").exists()
+    target = tiny_model("xlm-roberta", "ner")
+    import_adapterhub(target, tmp_path / "ner", kind="task")
+    assert madx.get_store(target).get("ner").bottleneck_size == 5
+
+
+def test_export_refuses_to_overwrite_a_madx_adapter_or_mix_with_stale_files(tmp_path):
+    model = _trained("ner", task=True)
+    madx.save_adapter(model, "ner", tmp_path / "madx")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "madx").iterdir()}
+    with pytest.raises(ValueError, match="holds a madx adapter"):
+        export_adapterhub(model, "ner", tmp_path / "madx")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "madx").iterdir()} == before
+
+    export_adapterhub(model, "ner", tmp_path / "hub")
+    with pytest.raises(ValueError, match="already holds head_config.json, model_head.safetensors"):
+        export_adapterhub(model, "ner", tmp_path / "hub", with_head=False)
+    (tmp_path / "hub" / "pytorch_adapter.bin").write_bytes(b"old")
+    with pytest.raises(ValueError, match="already holds pytorch_adapter.bin"):
+        export_adapterhub(model, "ner", tmp_path / "hub")
+    with pytest.raises(ValueError, match="only task adapters are exported with a head"):
+        export_adapterhub(model, "en", tmp_path / "en", with_head=True)
+    with pytest.raises(KeyError, match="nope"):
+        export_adapterhub(model, "nope", tmp_path / "nope")
+
+
+def test_madx_load_adapter_points_an_export_to_the_importer(tmp_path):
+    model = _trained("ner")
+    export_adapterhub(model, "en", tmp_path / "en")
+    target = tiny_model("xlm-roberta", "ner")
+    with pytest.raises(ValueError, match=r"madx\.import_adapterhub\(model, directory, kind='language' or 'task'\)"):
+        madx.load_adapter(target, tmp_path / "en")
+    assert madx.adapter_names(target) == []
+
+
+def test_import_without_the_head_and_refusals_of_heads(tmp_path):
+    export_adapterhub(_trained("ner", task=True), "ner", tmp_path / "ner")
+    target = tiny_model("xlm-roberta", "ner")
+    head = target.classifier.weight.clone()
+    madx.import_adapterhub(target, tmp_path / "ner", kind="task", load_head=False)
+    assert torch.equal(target.classifier.weight, head)
+
+    mlm = tiny_model("xlm-roberta", "mlm")  # no task head to load it into
+    before = snapshot(mlm)
+    with pytest.raises(ValueError, match=r"model_head.safetensors: holds weights of \['classifier'\].*load_head=False"):
+        madx.import_adapterhub(mlm, tmp_path / "ner", kind="task")
+    assert_unchanged(mlm, before)
+
+    flex = load((tmp_path / "ner" / "model_head.safetensors").read_bytes())  # an AdapterModel's flex head: heads.<name>.<i>
+    save_file({f"heads.ner.1.{key.split('.')[-1]}": t for key, t in flex.items()}, str(tmp_path / "ner" / "model_head.safetensors"))
+    with pytest.raises(ValueError, match=r"holds weights of \['heads'\] \(e.g. 'heads.ner.1.bias'\)"):
+        madx.import_adapterhub(tiny_model("xlm-roberta", "ner"), tmp_path / "ner", kind="task")
+
+    qa = tiny_model("xlm-roberta", "qa")
+    (tmp_path / "ner" / "model_head.safetensors").rename(tmp_path / "ner" / "pytorch_model_head.bin")
+    with pytest.raises(ValueError, match="only in pytorch_model_head.bin"):
+        madx.import_adapterhub(qa, tmp_path / "ner", kind="task")
+    assert madx.adapter_names(qa) == []
+
+
+def test_the_real_adapters_library_loads_the_export_and_computes_its_stacking(tmp_path):
+    """Runs only where AdapterHub's ``adapters`` is installed (it pins transformers 4.x; madx does not need it)."""
+    adapters = pytest.importorskip("adapters")
+    from adapters.composition import Stack as HubStack
+
+    source = _trained("ner", task=True)
+    export_adapterhub(source, "en", tmp_path / "en")
+    export_adapterhub(source, "ner", tmp_path / "ner")
+    hub = tiny_model("xlm-roberta", "ner")
+    randomise(hub.classifier, seed=9)
+    adapters.init(hub)
+    for name in ("en", "ner"):
+        info = {}
+        assert hub.load_adapter(str(tmp_path / name), use_safetensors=True, loading_info=info) == name
+        assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    hub.set_active_adapters(HubStack("en", "ner"))
+    batch = tiny_batch()
+    with torch.no_grad():
+        theirs = hub(**batch).logits
+    assert torch.allclose(theirs, _outputs(source, Stack("en", "ner", mode="adapterhub"), batch), atol=1e-6)
+    assert not torch.allclose(theirs, _outputs(source, Stack("en", "ner"), batch), atol=1e-3)  # eq. 2 differs
+
+    (tmp_path / "back").mkdir()
+    for name in ("en", "ner"):  # and what that library saves (with the head) imports back to the same outputs
+        hub.save_adapter(str(tmp_path / "back" / name), name, use_safetensors=True)
+    back = tiny_model("xlm-roberta", "ner")
+    import_adapterhub(back, tmp_path / "back" / "en", kind="language")
+    import_adapterhub(back, tmp_path / "back" / "ner", kind="task")
+    assert torch.equal(_outputs(back, Stack("en", "ner"), batch), _outputs(source, Stack("en", "ner"), batch))
+
+    # their plain HF MLM model applies the invertible adapter on the embeddings but not its inverse before the decoder
+    mlm = _trained("mlm")
+    export_adapterhub(mlm, "en", tmp_path / "en-mlm")
+    hub_mlm = tiny_model("xlm-roberta", "mlm")
+    adapters.init(hub_mlm)
+    hub_mlm.load_adapter(str(tmp_path / "en-mlm"), use_safetensors=True, set_active=True)
+    with torch.no_grad():
+        theirs = hub_mlm(**batch).logits
+        with active(mlm, Stack("en")):
+            hidden = mlm.roberta(**batch).last_hidden_state
+        without_inverse = mlm.lm_head(hidden)  # outside active(): madx's inverse hook is off
+    assert torch.allclose(theirs, without_inverse, atol=1e-6)
+    assert not torch.allclose(theirs, _outputs(mlm, Stack("en"), batch), atol=1e-3)

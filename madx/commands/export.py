@@ -1,0 +1,60 @@
+"""Export a trained madx adapter for another library. One format so far: AdapterHub (``adapters``
+1.x), which loads the result with ``adapters.init(model); model.load_adapter(OUT, use_safetensors=True)``.
+
+    madx export --format adapterhub --model xlm-roberta-base --adapter adapters/qu/adapter --out hub/qu
+    madx export --format adapterhub --model xlm-roberta-base --adapter runs/ner-en/task_adapter --task ner --out hub/ner
+
+A language adapter goes with its invertible adapter; a task adapter saved with its head goes with
+the head, which needs --task (the head's model class and label names) unless --no-head. AdapterHub
+stacks adapters its own way, not as MAD-X eq. 2 does (see madx.inject.layer): a language + task
+stack there computes what Stack(..., mode="adapterhub") computes here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from madx.tasks.registry import task_names
+
+HELP = "export a madx adapter in another library's format (AdapterHub)"
+FORMATS = ("adapterhub",)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--format", required=True, choices=FORMATS, help="the layout to write")
+    parser.add_argument("--model", required=True, help="hub name or path of the base model the adapter was trained on")
+    parser.add_argument("--adapter", required=True, type=Path, help="a madx adapter directory (madx save_adapter / train-lang / train-task)")
+    parser.add_argument("--out", required=True, type=Path, help="the directory to write")
+    parser.add_argument("--task", choices=task_names(), help="the task of a task adapter saved with its head (its model class and labels)")
+    parser.add_argument("--no-head", action="store_true", help="export a task adapter without its prediction head")
+
+
+def run(args) -> int:
+    import madx
+    from madx.io import CONFIG_NAME, AdapterFileConfig, check_directory
+
+    check_directory(args.adapter)
+    config = AdapterFileConfig.read(args.adapter / CONFIG_NAME)
+    with_head = config.kind == "task" and bool(config.head) and not args.no_head
+    if with_head and args.task is None:
+        raise ValueError(f"{args.adapter}: task adapter {config.name!r} was saved with head(s) {config.head}; pass --task "
+                         f"({', '.join(task_names())}) to export the head with its model class and labels, or --no-head")
+    model = _load_model(args.model, args.task)
+    name = madx.load_adapter(model, args.adapter, load_head=with_head)
+    out = madx.export_adapterhub(model, name, args.out, with_head=with_head if config.kind == "task" else None)
+    parts = [f"{config.kind} adapter {name!r}"] + (["invertible adapter"] if config.invertible_bottleneck_size else []) + (
+        [f"head {config.head}"] if with_head else [])
+    print(f"wrote {out}: {', '.join(parts)}")
+    print(f"load it with: adapters.init(model); model.load_adapter({str(out)!r}, use_safetensors=True)")
+    return 0
+
+
+def _load_model(name_or_path: str, task: str | None):
+    """The task's model (its head and labels) when a task is given, else the MLM model a language adapter trains on."""
+    if task is not None:
+        from madx.tasks.registry import get_task
+
+        return get_task(task).load_model(name_or_path)
+    from transformers import AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM.from_pretrained(name_or_path)
