@@ -38,9 +38,13 @@ def add_arguments(parser) -> None:
     run.add_argument("--add", action="store_true",
                      help="add this suite's jobs to a run directory that holds another suite (refused otherwise)")
     run.add_argument("--max-jobs", type=int, default=None, help="stop this worker after N jobs")
+    run.add_argument("--verbose", action="store_true",
+                     help="print every job event on a terminal too (always in RUN/logs/; piped output always has them)")
     run.set_defaults(run=run_run)
     status = sub.add_parser("status", help="done / running / failed / pending of a run directory")
     status.add_argument("dir")
+    status.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                        help="redraw a live status line every SECONDS (default 2) until the run is finished")
     status.set_defaults(run=run_status)
     perf = sub.add_parser("perf", help="throughput / memory / MFU benchmark of the MAD-X steps")
     from bench.perf.cli import add_arguments as add_perf_arguments, run as run_perf
@@ -130,8 +134,9 @@ def run_plan(args) -> int:
 def run_run(args) -> int:
     import logging
 
+    from bench.progress import RunView
     from bench.suite import SuiteError, load_suite
-    from bench.worker import StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle, run_worker
+    from bench.worker import StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle, run_worker, worker_identity
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -139,10 +144,18 @@ def run_run(args) -> int:
     except SuiteError as error:
         print(f"invalid suite: {error}", file=sys.stderr)
         return 2
+    rank, worker = worker_identity()
+    view = None
     try:
         install_lifecycle()
-        summary = run_worker(suite, args.out, progress=lambda line: print(line, flush=True),
+        view = RunView(args.out, worker, rank, verbose=args.verbose)
+        summary = run_worker(suite, args.out, progress=view.event,
                              lease_seconds=args.lease_seconds, max_jobs=args.max_jobs, add_jobs=args.add)
+        live = view.live
+        view.close()
+        view = None
+        if live:  # the event lines went to the log only
+            print("finished: " + ", ".join(f"{k} {v}" for k, v in summary.items()) + f" (event log: {args.out}/logs/)")
     except WorkerStopped as stop:
         print(f"stopped by {stop}: the job in hand was released and will run again; finished jobs are kept",
               file=sys.stderr)
@@ -150,7 +163,29 @@ def run_run(args) -> int:
     except (StorageFull, SuiteMismatch) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if view is not None:
+            view.close()
     return 0 if summary["failed"] == 0 and summary["pending"] == 0 and summary["running"] == 0 else 1
+
+
+def _watch(store, jobs, plan_path: Path, every: float) -> int:
+    import time
+
+    from bench.progress import status_line
+
+    started = plan_path.stat().st_mtime
+    try:
+        while True:
+            line = status_line(store, jobs, started)
+            print("\r\x1b[2K" + line, end="", flush=True)
+            if line.endswith("finished"):
+                break
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+    print()
+    return 0
 
 
 def run_status(args) -> int:
@@ -163,6 +198,8 @@ def run_status(args) -> int:
         return 2
     store = RunStore(args.dir, create=False)  # reading only: a mistyped path creates nothing
     jobs = json.loads(plan_path.read_text(encoding="utf-8"))["jobs"]
+    if args.watch is not None:
+        return _watch(store, jobs, plan_path, args.watch)
     counts = status_counts(store, jobs)
     print(f"{args.dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" of {len(jobs)} jobs")
     for job in jobs:

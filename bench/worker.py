@@ -42,6 +42,7 @@ import torch
 
 from bench.execute import RUNNERS, JobContext, is_full_model_job
 from bench.graph import Job, build_graph
+from bench.progress import job_output
 from bench.results import SCHEMA_VERSION, Cost, JobResult, Provenance, RunInfo, WorkerInfo, collect_provenance
 from bench.store import ClaimLost, RunDirectoryError, RunStore, is_storage_error
 from bench.suite import Suite, compile_setting
@@ -257,8 +258,7 @@ def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes
     completed = subprocess.run(command, env=env, capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"ZeRO group for {job.name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-    for line in completed.stdout.splitlines():
-        context.progress(line)
+    print(completed.stdout, end="")  # into the job's log (job_output)
     return json.loads((workspace / "output.json").read_text(encoding="utf-8"))
 
 
@@ -284,10 +284,11 @@ def _run_one(job: Job, store: RunStore, claim, context: JobContext, worker: str,
         started_at = _now()
         start = time.perf_counter()
         try:
-            if zero_group_size > 1 and is_full_model_job(job):
-                output = _run_in_zero_group(job, context, workspace, zero_group_size, runtime_hyper)
-            else:
-                output = RUNNERS[job.kind](job, context, workspace)
+            with job_output(store.job_dir(job.id) / "log.txt"):  # third-party chatter: the job's log, not the screen
+                if zero_group_size > 1 and is_full_model_job(job):
+                    output = _run_in_zero_group(job, context, workspace, zero_group_size, runtime_hyper)
+                else:
+                    output = RUNNERS[job.kind](job, context, workspace)
             wall = time.perf_counter() - start
             result = job_result(job, output, context.runtime.describe(), worker, provenance, started_at, wall)
         except Exception as error:

@@ -63,7 +63,7 @@ def datasheet_peak(device_name: str) -> dict | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.perf.workloads import PRESETS, WORKLOADS
+    from bench.perf.presets import PRESETS, WORKLOAD_NAMES
 
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
     parser.add_argument("--gpu", action="store_true",
@@ -75,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="override the preset's sequence length")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration (median reported)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps before timing")
-    parser.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS),
-                        help="comma-separated subset of " + ", ".join(f"{w.key}={w.name}" for w in WORKLOADS))
+    parser.add_argument("--workloads", default=",".join(WORKLOAD_NAMES),
+                        help="comma-separated subset of " + ", ".join(f"{k}={n}" for k, n in WORKLOAD_NAMES.items()))
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile (slow to compile on CPU; failures are reported as n/a)")
     parser.add_argument("--variants", default=None,

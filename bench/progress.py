@@ -1,0 +1,177 @@
+"""What a suite run shows while it works.
+
+* Every event line (``[host:pid:rank0] done eval/… in 0.5s {"f1": …}``) goes to the run's log,
+  ``RUN/logs/<worker>.log``, always.
+* On a terminal (and without ``--verbose``) the screen shows one status line instead, redrawn in
+  place by the first worker of a launch: done/total, running, failed, elapsed and an ETA from the
+  measured wall times of finished jobs of each kind. Piped or with ``--verbose``, the event lines
+  are printed as they happen (what CI and log collectors want).
+* Inside a job, third-party chatter (``datasets``' map bars, transformers' load reports and
+  warnings, tqdm bars) goes to the job's own ``RUN/jobs/<id>/log.txt``, never to the screen.
+
+``madx bench status --watch`` redraws the same status line for a run that workers elsewhere are
+working on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from bench.store import RunStore
+
+
+def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: float | None = None) -> str:
+    """``done 41/100 · running 2 · failed 0 · 1m12s elapsed · ETA 2m05s``, read from the run directory."""
+    now = time.time() if now is None else now
+    jobs = list(jobs)
+    done_wall: dict[str, list[float]] = {}
+    remaining: dict[str, int] = {}
+    counts = {"done": 0, "running": 0, "failed": 0}
+    for job in jobs:
+        if store.is_done(job["id"]):
+            counts["done"] += 1
+            try:
+                wall = store.read_result(job["id"])["cost"]["job_wall_s"]
+                done_wall.setdefault(job["kind"], []).append(float(wall))
+            except (KeyError, TypeError, ValueError, OSError):
+                pass
+            continue
+        remaining[job["kind"]] = remaining.get(job["kind"], 0) + 1
+        if store.owner(job["id"]).state == "held":
+            counts["running"] += 1
+        elif store.error(job["id"]) is not None:
+            counts["failed"] += 1
+    parts = [f"done {counts['done']}/{len(jobs)}", f"running {counts['running']}", f"failed {counts['failed']}",
+             f"{duration(now - started)} elapsed"]
+    eta = estimate_remaining(done_wall, remaining, max(counts["running"], 1))
+    parts.append("ETA " + (duration(eta) if eta is not None else "unknown (no finished job of a kind still to run)")
+                 if remaining else "finished")
+    return " · ".join(parts)
+
+
+def estimate_remaining(done_wall: dict[str, list[float]], remaining: dict[str, int], workers: int) -> float | None:
+    """Seconds left: per job kind, the mean measured wall time × the jobs left, shared by the workers
+    at work. None while a kind with jobs left has no finished job to measure."""
+    total = 0.0
+    for kind, left in remaining.items():
+        walls = done_wall.get(kind)
+        if not walls:
+            return None
+        total += left * sum(walls) / len(walls)
+    return total / workers
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class RunView:
+    """Where a worker's event lines go (see the module docstring)."""
+
+    def __init__(self, out_dir: str | Path, worker: str, rank: int, verbose: bool = False, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self.live = not verbose and self.stream.isatty()
+        self.redraws = self.live and rank == 0
+        self.log_path = Path(out_dir) / "logs" / (worker.replace(":", "_") + ".log")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "a", encoding="utf-8", buffering=1)
+        self._store: RunStore | None = None
+        self._jobs: list[dict] = []
+        self._started = time.time()
+        self._last_draw = 0.0
+
+    def watch(self, store: RunStore, jobs: Iterable[dict]) -> None:
+        self._store, self._jobs = store, list(jobs)
+
+    def event(self, line: str) -> None:
+        self._log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        if not self.live:
+            print(line, file=self.stream, flush=True)
+        elif self.redraws:
+            self.draw()
+
+    def draw(self, force: bool = False) -> None:
+        if not self.redraws or (not force and time.time() - self._last_draw < 0.5):
+            return
+        if self._store is None and (self.log_path.parent.parent / "plan.json").is_file():
+            import json
+
+            root = self.log_path.parent.parent
+            self.watch(RunStore(root, create=False), json.loads((root / "plan.json").read_text(encoding="utf-8"))["jobs"])
+        if self._store is None:
+            return
+        self._last_draw = time.time()
+        line = status_line(self._store, self._jobs, self._started)
+        self.stream.write("\r\x1b[2K" + line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.redraws:
+            self.draw(force=True)
+            self.stream.write("\n")
+            self.stream.flush()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def job_output(log_file: Path) -> Iterator[None]:
+    """Send a job's third-party output (prints, warnings, logging, progress bars) to ``log_file``."""
+    import datasets
+    import transformers
+
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a", encoding="utf-8", buffering=1) as handle:
+        handler = logging.StreamHandler(handle)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root = logging.getLogger()
+        previous_handlers, previous_level = root.handlers[:], root.level
+        hf_logger = transformers.utils.logging.get_logger("transformers")
+        hf_handlers = hf_logger.handlers[:]
+        bars = datasets.utils.logging.is_progress_bar_enabled()
+        previous_tqdm = os.environ.get("TQDM_DISABLE")
+        root.handlers, hf_logger.handlers = [handler], [handler]
+        root.setLevel(logging.INFO)
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+        os.environ["TQDM_DISABLE"] = "1"
+        try:
+            with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle), \
+                    _warnings_to(handle):
+                yield
+        finally:
+            root.handlers, hf_logger.handlers = previous_handlers, hf_handlers
+            root.setLevel(previous_level)
+            if bars:
+                datasets.enable_progress_bars()
+            transformers.utils.logging.enable_progress_bar()
+            if previous_tqdm is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = previous_tqdm
+
+
+@contextlib.contextmanager
+def _warnings_to(handle: io.TextIOBase) -> Iterator[None]:
+    import warnings
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        handle.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
