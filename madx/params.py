@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig
 
 from madx.adapters.config import AdapterConfig
 from madx.adapters.sets import AdapterSet
+from madx.tables import render_table
 from madx.variants import VARIANTS, Variant
 
 PAPER_BASE_PARAMETERS = 270_000_000  # "XLM-R Base (270M)" in the paper's Table 4
@@ -104,19 +105,19 @@ def parameter_table(arch: str, config: AdapterConfig = AdapterConfig()) -> list[
 
 
 def format_table(arch: str, rows: list[ParameterCount]) -> str:
-    lines = [
+    table = render_table(
+        ["variant", "paper name", "added (paper)", "% of 270M", "added+bias", "% of base"],
+        [[row.variant, row.paper_name, f"{row.added:,}", f"{truncate(row.percent_of_paper_base):.2f}",
+          f"{row.added_with_bias:,}", f"{row.percent_of_base:.2f}"] for row in rows],
+        align="llrrrr", pad=True,  # padded: read in a terminal
+    )
+    return "\n".join([
         f"Added parameters per variant on {arch} (base: {rows[0].base:,} parameters counted; the paper's Table 4 uses 270M)",
         "",
-        f"{'variant':<14} {'paper name':<16} {'added (paper)':>14} {'% of 270M':>10} {'added+bias':>12} {'% of base':>10}",
-    ]
-    for row in rows:
-        lines.append(
-            f"{row.variant:<14} {row.paper_name:<16} {row.added:>14,} {truncate(row.percent_of_paper_base):>10.2f}"
-            f" {row.added_with_bias:>12,} {row.percent_of_base:>10.2f}"
-        )
-    lines.append("")
-    lines.append("'added (paper)': weight matrices only, as the paper counts; '% of 270M' truncated to 2 decimals as in the paper.")
-    return "\n".join(lines)
+        table,
+        "",
+        "'added (paper)': weight matrices only, as the paper counts; '% of 270M' truncated to 2 decimals as in the paper.",
+    ])
 
 
 def table_as_json(rows: list[ParameterCount]) -> list[dict]:

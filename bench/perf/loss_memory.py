@@ -36,6 +36,8 @@ import time
 
 import torch
 
+from madx.tables import render_table
+
 DEFAULT_ROWS = round(0.15 * 64 * 256)  # masked positions of a 64 x 256 batch: 2,458
 SETTINGS = ("frozen", "trained")
 IMPLS = ("reference", "chunked")
@@ -213,6 +215,22 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all("error" not in m for m in measurements) else 1
 
 
+def _measurement_cells(m: dict) -> list[str]:
+    if "error" in m:
+        return [m["setting"], m["impl"], m["error"], "", "", ""]
+    t = m["step_s"]
+    return [m["setting"], m["impl"], f"{m['peak_bytes'] / 2**20:,.1f}", f"{m['input_bytes'] / 2**20:,.1f}",
+            f"{t['median'] * 1e3:,.1f} [{t['min'] * 1e3:,.1f}–{t['max'] * 1e3:,.1f}]", f"{m['loss']:.6f}"]
+
+
+def _comparison_cells(c: dict) -> list[str]:
+    if c.get("memory_ratio") is None:
+        return [c["setting"], f"not measured: {c.get('reason', '')}", "", "", ""]
+    grads = ", ".join(f"{k} {v:.2e}" for k, v in c["grad_max_abs_diff"].items())
+    return [c["setting"], f"**{c['memory_ratio']:.2f}x** ({c['reference_mib']:,.0f} vs {c['chunked_mib']:,.0f} MiB)",
+            f"{c['time_ratio']:.3f}", f"{c['loss_abs_diff']:.2e}", grads]
+
+
 def render_markdown(result: dict) -> str:
     s = result["shape"]
     lines = [
@@ -230,29 +248,19 @@ def render_markdown(result: dict) -> str:
         "what was live before it (hidden, weight, bias, labels), gradients included. "
         f"Time: median of {result['repeats']} call(s) after {result['warmup']} warm-up.",
         "",
-        "| setting | impl | peak MiB above inputs | inputs MiB | time ms median [min–max] | loss |",
-        "|---|---|---|---|---|---|",
+        render_table(["setting", "impl", "peak MiB above inputs", "inputs MiB", "time ms median [min–max]", "loss"],
+                     [_measurement_cells(m) for m in result["measurements"]], align="llrrrr"),
+        "",
+        render_table(["setting", "materialised / chunked peak memory", "chunked / materialised time",
+                      "loss difference (abs)", "max abs grad difference"],
+                     [_comparison_cells(c) for c in result["comparisons"]], align="lrrrl"),
+        "",
+        "## Target",
+        "",
+        render_table(["target", "setting", "measured", "limit", "verdict", "detail"],
+                     [[t["target"], t["variant"], t["measured"], t["limit"], f"**{t['verdict']}**", t["detail"]]
+                      for t in result["targets"]], align="llrrll"),
     ]
-    for m in result["measurements"]:
-        if "error" in m:
-            lines.append(f"| {m['setting']} | {m['impl']} | {m['error']} | | | |")
-            continue
-        t = m["step_s"]
-        lines.append(f"| {m['setting']} | {m['impl']} | {m['peak_bytes'] / 2**20:,.1f} | {m['input_bytes'] / 2**20:,.1f} "
-                     f"| {t['median'] * 1e3:,.1f} [{t['min'] * 1e3:,.1f}–{t['max'] * 1e3:,.1f}] | {m['loss']:.6f} |")
-    lines += ["", "| setting | materialised / chunked peak memory | chunked / materialised time | loss difference (abs) "
-              "| max abs grad difference |", "|---|---|---|---|---|"]
-    for c in result["comparisons"]:
-        if c.get("memory_ratio") is None:
-            lines.append(f"| {c['setting']} | not measured: {c.get('reason', '')} | | | |")
-            continue
-        grads = ", ".join(f"{k} {v:.2e}" for k, v in c["grad_max_abs_diff"].items())
-        lines.append(f"| {c['setting']} | **{c['memory_ratio']:.2f}x** ({c['reference_mib']:,.0f} vs "
-                     f"{c['chunked_mib']:,.0f} MiB) | {c['time_ratio']:.3f} | {c['loss_abs_diff']:.2e} | {grads} |")
-    lines += ["", "## Target", "", "| target | setting | measured | limit | verdict | detail |", "|---|---|---|---|---|---|"]
-    for t in result["targets"]:
-        lines.append(f"| {t['target']} | {t['variant']} | {t['measured']} | {t['limit']} | **{t['verdict']}** "
-                     f"| {t['detail']} |")
     prov = result["provenance"]
     load = result.get("load_average") or {}
     lines += ["", "## Machine and versions", "", f"- device: {result['device']['description']}",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.perf.cli import _slug
+from madx.tables import render_table
 
 HIDDEN = 768
 TOKENS = 64 * 256
@@ -123,27 +124,25 @@ def _fmt_ratio(r: float | None, target: float) -> str:
     return "–" if r is None else f"{r:.2f}x {'PASS' if r >= target else 'MISS'}"
 
 
+def _row_cells(r: dict) -> list[str]:
+    rat = ratios(r)
+    diff = r.get("max_abs_diff")
+    return [r["name"], "/".join(map(str, r["sizes"])), r["phase"], _fmt(r.get("eager_fwd_ms")),
+            _fmt(r.get("fused_fwd_ms")), _fmt(r.get("eager_fwd_bwd_ms")), _fmt(r.get("compile_fwd_bwd_ms")),
+            _fmt(r.get("fused_fwd_bwd_ms")), _fmt_ratio(rat["fused_vs_eager"], TARGETS["fused_vs_eager"]),
+            _fmt_ratio(rat["fused_vs_compile"], TARGETS["fused_vs_compile"]), "–" if diff is None else f"{diff:.3g}"]
+
+
 def render_markdown(result: dict) -> str:
     lines = [
         f"# Adapter ops on {result['device']}: eager vs torch.compile vs fused", "",
         f"`{result['command']}` — {result['dtype']}, {result['tokens']} tokens, h = {result['hidden']}, "
         "median of CUDA-event timings (triton.testing.do_bench), forward + backward unless marked fwd. "
         f"Targets: fused ≥ {TARGETS['fused_vs_eager']}x eager and ≥ {TARGETS['fused_vs_compile']}x compile.", "",
-        "| op | sizes | grads | fwd eager ms | fwd fused ms | eager ms | compile ms | fused ms "
-        "| fused vs eager | fused vs compile | max abs diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        render_table(["op", "sizes", "grads", "fwd eager ms", "fwd fused ms", "eager ms", "compile ms", "fused ms",
+                      "fused vs eager", "fused vs compile", "max abs diff"],
+                     [_row_cells(r) for r in result["rows"]], align="lrl" + "r" * 8),
     ]
-    for r in result["rows"]:
-        rat = ratios(r)
-        diff = r.get("max_abs_diff")
-        lines.append(
-            f"| {r['name']} | {'/'.join(map(str, r['sizes']))} | {r['phase']} | {_fmt(r.get('eager_fwd_ms'))} | "
-            f"{_fmt(r.get('fused_fwd_ms'))} | {_fmt(r.get('eager_fwd_bwd_ms'))} | "
-            f"{_fmt(r.get('compile_fwd_bwd_ms'))} | "
-            f"{_fmt(r.get('fused_fwd_bwd_ms'))} | {_fmt_ratio(rat['fused_vs_eager'], TARGETS['fused_vs_eager'])} | "
-            f"{_fmt_ratio(rat['fused_vs_compile'], TARGETS['fused_vs_compile'])} | "
-            f"{'–' if diff is None else f'{diff:.3g}'} |"
-        )
     notes = [f"- {r['name']}: {r['note']}" for r in result["rows"] if r.get("note")]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 

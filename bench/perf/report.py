@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from madx.tables import render_table
+
 SCHEMA = "madx-bench/perf/2"
 
 TOKENS_PER_S = 600_000  # issue 11: (a) on one H100/H200 at XLM-R base dims
@@ -215,10 +217,55 @@ def _counter(row: dict[str, Any]) -> tuple[str, str]:
     return _g(counter["total"]), f"{counter['total'] / row['flops']['total']:.3f}"
 
 
+RESULT_COLUMNS = ("", "workload", "logits", "batch", "variant", "step ms median [min–max]", "process CPU ms",
+                  "non-pad tokens/s", "non-pad fraction", "peak MiB", "saved for backward MiB", "GFLOP/step (fwd+bwd)",
+                  "TFLOP/s", "MFU", "attention", "first step s", "trainable params")
+
+
+def _result_cells(row: dict[str, Any], workload: dict[str, Any]) -> list[str]:
+    """One row of the results table; a row that did not run says why in the first measured column."""
+    head = [f"({row['workload']})", workload["title"], workload["logits"], workload["batch"], row["variant"]]
+    if row["status"] != "ok":
+        return head + [f"{row['status']}: {row['reason']}"] + [""] * (len(RESULT_COLUMNS) - len(head) - 1)
+    s, f = row["step_s"], row["flops"]
+    return head + [
+        f"{_ms(s['median'])} [{_ms(s['min'])}–{_ms(s['max'])}]",
+        _ms((row.get("cpu_time_s") or {}).get("median")),
+        f"{row['tokens_per_s']:,.0f}",
+        f"{row['non_pad_fraction']:.3f}",
+        _mib(row["peak_memory_bytes"]),
+        _mib(row.get("saved_activation_bytes")),
+        f"{_g(f['total'])} ({_g(f['forward'])}+{_g(f['backward'])})",
+        f"{row['achieved_tflops']:.3f}",
+        f"{row['mfu']:.1%}",
+        _attention(row),
+        "–" if row["first_step_s"] is None else f"{row['first_step_s']:.2f}",
+        f"{row['trainable_params']:,}",
+    ]
+
+
+def _counter_cells(row: dict[str, Any]) -> list[str]:
+    c, analytic = row["flop_counter"], row["flops"]["total"]
+    return [f"({row['workload']})", _g(analytic), _g(c["total"]), f"{c['total'] / analytic:.4f}", _g(c["attention"]),
+            _g(c["attention_backward_recompute"]), f"{(c['total'] - c['attention_backward_recompute']) / analytic:.4f}"]
+
+
+def _one_per_workload(rows: list[dict[str, Any]], *, counted: bool = False) -> list[dict[str, Any]]:
+    """The first row that ran of each workload (with a FlopCounterMode count if ``counted``): the FLOP tables
+    show a workload once, not per variant."""
+    shown, out = set(), []
+    for row in rows:
+        if row["status"] == "ok" and row["workload"] not in shown and (row.get("flop_counter") or not counted):
+            shown.add(row["workload"])
+            out.append(row)
+    return out
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     p = result["preset"]
     packed, padded = result["batch"]["packed"], result["batch"]["padded"]
     peak = result["peak"]
+    titles = {w["key"]: w for w in result["workloads"]}
     lines = [
         f"# madx-bench perf — {result['device']['description']}",
         "",
@@ -254,69 +301,38 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "## Results",
         "",
-        "| | workload | logits | batch | variant | step ms median [min–max] | process CPU ms | non-pad tokens/s "
-        "| non-pad fraction | peak MiB | saved for backward MiB | GFLOP/step (fwd+bwd) | TFLOP/s | MFU | attention "
-        "| first step s | trainable params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        render_table(RESULT_COLUMNS, [_result_cells(row, titles[row["workload"]]) for row in result["rows"]],
+                     align="lllll" + "r" * 9 + "lrr"),  # labels, numbers, attention backend, numbers
+        "",
+        "## Targets",
+        "",
+        "Benchmark goals, not test assertions (bench/perf/report.py). *not measured*: the target is defined "
+        "elsewhere (GPU, XLM-R base dims) or its input did not run; the value is shown for information. The "
+        "fused adapter-block targets are op-level: `python -m bench.perf.ops` (ops-<gpu>.md).",
+        "",
+        render_table(["issue", "target", "variant", "measured", "limit", "verdict", "detail"],
+                     [[t["issue"], t["target"], t["variant"], t["measured"], t["limit"], f"**{t['verdict']}**",
+                       t["detail"]] for t in result["targets"]],
+                     align="lllrrll"),
     ]
-    titles = {w["key"]: w for w in result["workloads"]}
-    for row in result["rows"]:
-        w = titles[row["workload"]]
-        head = f"| ({row['workload']}) | {w['title']} | {w['logits']} | {w['batch']} | {row['variant']} "
-        if row["status"] != "ok":
-            lines.append(head + f"| {row['status']}: {row['reason']} |" + " |" * 11)
-            continue
-        s = row["step_s"]
-        f = row["flops"]
-        flop_text = f"{_g(f['total'])} ({_g(f['forward'])}+{_g(f['backward'])})"
-        first = "–" if row["first_step_s"] is None else f"{row['first_step_s']:.2f}"
-        lines.append(
-            head + f"| {_ms(s['median'])} [{_ms(s['min'])}–{_ms(s['max'])}] "
-            f"| {_ms((row.get('cpu_time_s') or {}).get('median'))} | {row['tokens_per_s']:,.0f} "
-            f"| {row['non_pad_fraction']:.3f} | {_mib(row['peak_memory_bytes'])} | {_mib(row.get('saved_activation_bytes'))} "
-            f"| {flop_text} | {row['achieved_tflops']:.3f} | {row['mfu']:.1%} | {_attention(row)} "
-            f"| {first} | {row['trainable_params']:,} |"
-        )
-    lines += ["", "## Targets", "",
-              "Benchmark goals, not test assertions (bench/perf/report.py). *not measured*: the target is defined "
-              "elsewhere (GPU, XLM-R base dims) or its input did not run; the value is shown for information. The "
-              "fused adapter-block targets are op-level: `python -m bench.perf.ops` (ops-<gpu>.md).", "",
-              "| issue | target | variant | measured | limit | verdict | detail |", "|---|---|---|---|---|---|---|"]
-    for t in result["targets"]:
-        lines.append(f"| {t['issue']} | {t['target']} | {t['variant']} | {t['measured']} | {t['limit']} "
-                     f"| **{t['verdict']}** | {t['detail']} |")
     comparisons = loss_path_comparisons(result)
     if comparisons:
         lines += ["", "## Loss paths in a whole step: (a) chunked vs (f) materialised", "",
-                  "| variant | (a) ms | (f) ms | (a)/(f) step time | (a) peak MiB | (f) peak MiB | (a)/(f) peak memory |",
-                  "|---|---|---|---|---|---|---|"]
-        for c in comparisons:
-            lines.append(f"| {c['variant']} | {c['a_ms']:,.1f} | {c['f_ms']:,.1f} | {c['step_ratio']:.3f} "
-                         f"| {c['a_mib']:,.1f} | {c['f_mib']:,.1f} | {c['memory_ratio']:.3f} |")
+                  render_table(["variant", "(a) ms", "(f) ms", "(a)/(f) step time", "(a) peak MiB", "(f) peak MiB",
+                                "(a)/(f) peak memory"],
+                               [[c["variant"], f"{c['a_ms']:,.1f}", f"{c['f_ms']:,.1f}", f"{c['step_ratio']:.3f}",
+                                 f"{c['a_mib']:,.1f}", f"{c['f_mib']:,.1f}", f"{c['memory_ratio']:.3f}"]
+                                for c in comparisons])]
     lines += ["", "## FLOPs: analytic model vs torch FlopCounterMode (one eager step per workload)", "",
               "*counter − recompute*: the counter less the QKᵀ that a fused SDPA backward recomputes (1 of its 5 "
               "products); it equals the analytic count when nothing else is recomputed.", "",
-              "| | analytic GFLOP | counter GFLOP | counter / analytic | counter attention GFLOP "
-              "| SDPA recompute GFLOP | (counter − recompute) / analytic |",
-              "|---|---|---|---|---|---|---|"]
-    shown = set()
-    for row in result["rows"]:
-        if row["status"] != "ok" or row["workload"] in shown or not row.get("flop_counter"):
-            continue
-        shown.add(row["workload"])
-        c, analytic = row["flop_counter"], row["flops"]["total"]
-        lines.append(f"| ({row['workload']}) | {_g(analytic)} | {_g(c['total'])} | {c['total'] / analytic:.4f} "
-                     f"| {_g(c['attention'])} | {_g(c['attention_backward_recompute'])} "
-                     f"| {(c['total'] - c['attention_backward_recompute']) / analytic:.4f} |")
+              render_table(["", "analytic GFLOP", "counter GFLOP", "counter / analytic", "counter attention GFLOP",
+                            "SDPA recompute GFLOP", "(counter − recompute) / analytic"],
+                           [_counter_cells(row) for row in _one_per_workload(result["rows"], counted=True)])]
+    groups = result["flop_groups"]
     lines += ["", "## FLOPs per step by part (GFLOP, forward + backward, analytic)", "",
-              "| | " + " | ".join(result["flop_groups"]) + " |", "|---|" + "---|" * len(result["flop_groups"])]
-    shown = set()
-    for row in result["rows"]:
-        if row["status"] != "ok" or row["workload"] in shown:
-            continue
-        shown.add(row["workload"])
-        groups = row["flops"]["by_group"]
-        lines.append(f"| ({row['workload']}) | " + " | ".join(_g(groups.get(g, 0)) for g in result["flop_groups"]) + " |")
+              render_table(["", *groups], [[f"({row['workload']})", *(_g(row["flops"]["by_group"].get(g, 0)) for g in groups)]
+                                           for row in _one_per_workload(result["rows"])])]
     prov = result["provenance"]
     load = result["load_average"]
     lines += [
