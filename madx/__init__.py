@@ -8,52 +8,53 @@
     ...
     with madx.active(model, madx.Stack("qu", "ner")):  # zero-shot transfer to Quechua
         predictions = model(**batch).logits
+
+The public names below are imported on first use (PEP 562), so ``import madx.<submodule>``,
+and with it ``madx --help``, does not pay for torch and transformers.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from madx.compose import Stack
-from madx.inject import (
-    active,
-    add_language_adapter,
-    add_task_adapter,
-    adapter_names,
-    attach,
-    delete_adapter,
-    detach,
-    get_active,
-    get_store,
-    is_attached,
-    reset_task_heads,
-    set_active,
-    set_trainable,
-    task_heads,
-)
-from madx.io import load_adapter, save_adapter
-from madx.adapterhub import export_adapterhub, import_adapterhub
-from madx.variants import VARIANTS, Variant, get_variant
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "Stack": "madx.compose",
+    **{name: "madx.inject" for name in (
+        "active", "add_language_adapter", "add_task_adapter", "adapter_names", "attach", "delete_adapter", "detach",
+        "get_active", "get_store", "is_attached", "reset_task_heads", "set_active", "set_trainable", "task_heads")},
+    "load_adapter": "madx.io",
+    "save_adapter": "madx.io",
+    "export_adapterhub": "madx.adapterhub",
+    "import_adapterhub": "madx.adapterhub",
+    "VARIANTS": "madx.variants",
+    "Variant": "madx.variants",
+    "get_variant": "madx.variants",
+}
 
-__all__ = [
-    "VARIANTS",
-    "Stack",
-    "Variant",
-    "active",
-    "add_language_adapter",
-    "add_task_adapter",
-    "adapter_names",
-    "attach",
-    "delete_adapter",
-    "detach",
-    "export_adapterhub",
-    "get_active",
-    "get_store",
-    "is_attached",
-    "get_variant",
-    "import_adapterhub",
-    "load_adapter",
-    "save_adapter",
-    "reset_task_heads",
-    "set_active",
-    "set_trainable",
-    "task_heads",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # once: later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module 'madx' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from madx.adapterhub import export_adapterhub, import_adapterhub
+    from madx.compose import Stack
+    from madx.inject import (active, add_language_adapter, add_task_adapter, adapter_names, attach, delete_adapter,
+                             detach, get_active, get_store, is_attached, reset_task_heads, set_active, set_trainable,
+                             task_heads)
+    from madx.io import load_adapter, save_adapter
+    from madx.variants import VARIANTS, Variant, get_variant

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from madx.atomic import atomic_write_json
-from madx.provenance import now, provenance
 
 
 def add_training_arguments(parser, lr: float, batch_size: int) -> None:
@@ -26,6 +25,8 @@ def tensorboard(out: Path):
 
 
 def write_metrics(out: Path, command: str, args, runtime, result: dict) -> Path:
+    from madx.provenance import now, provenance  # imports torch: not while the parser is built (madx/cli.py)
+
     record = {
         "command": command,
         "config": {k: v for k, v in vars(args).items() if k != "run" and not callable(v)},
