@@ -11,7 +11,7 @@ import torch
 
 from madx import kernels
 
-PACKAGES = ("madx-bench", "torch", "transformers", "accelerate", "datasets", "seqeval", "evaluate",
+PACKAGES = ("madx-bench", "torch", "transformers", "accelerate", "datasets", "seqeval",
             "safetensors", "tensorboard", "triton", "deepspeed")
 
 

@@ -9,7 +9,7 @@ import warnings
 import pytest
 from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 
-from madx.metrics import evaluate_module_path, ner_scores
+from madx.metrics import ner_scores
 
 # Entities are (type, first, last) per sentence, read with conlleval rules.
 GOLD = [
@@ -141,20 +141,3 @@ def test_matches_seqeval_default_mode(seed):
 
 def test_hand_computed_case_matches_seqeval_too():
     assert ner_scores(predictions=PRED, references=GOLD)["f1"] == pytest.approx(f1_score(GOLD, PRED))
-
-
-@pytest.mark.parametrize("as_directory", [False, True])
-def test_evaluate_module_offline_gives_the_same_numbers(tmp_path, as_directory):
-    evaluate = pytest.importorskip("evaluate")
-    path = evaluate_module_path("madx_seqeval")
-    assert os.path.isfile(path)
-    metric = evaluate.load(os.path.dirname(path) if as_directory else path, cache_dir=str(tmp_path), keep_in_memory=True)
-    # Two batches, as an evaluation loop would add them.
-    metric.add_batch(predictions=PRED[:2], references=GOLD[:2])
-    metric.add_batch(predictions=PRED[2:], references=GOLD[2:])
-    assert metric.compute() == ner_scores(predictions=PRED, references=GOLD)
-
-
-def test_evaluate_module_path_unknown_name():
-    with pytest.raises(ValueError, match="Did you mean 'madx_seqeval'"):
-        evaluate_module_path("seqeval")
