@@ -27,7 +27,14 @@ def add_arguments(parser) -> None:
     plan = sub.add_parser("plan", help="print the job graph's counts and a compute estimate")
     plan.add_argument("suite")
     plan.add_argument("--throughput", type=float, default=DEFAULT_THROUGHPUT_TOKENS_PER_S,
-                      help="assumed training tokens/s per GPU for the estimate")
+                      help="assumed tokens/s per GPU for every job kind (without --calibrate)")
+    plan.add_argument("--calibrate", action="store_true",
+                      help="measure tokens/s of each job kind on this device with the suite's model shape "
+                           "(random weights) instead of assuming it")
+    plan.add_argument("--calibrate-steps", type=int, default=5, metavar="N", help="timed steps per job kind (default 5)")
+    plan.add_argument("--calibrate-warmup", type=int, default=2, metavar="N",
+                      help="untimed steps first (default 2; the first compiles where the suite compiles)")
+    plan.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs (workers) for the wall-time estimate")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(run=run_plan)
     run = sub.add_parser("run", help="run (or resume) a suite; every launched process is a worker")
@@ -107,33 +114,50 @@ def _size_assumptions(suite) -> str:
 
 
 def run_plan(args) -> int:
+    from bench.calibrate import DataSizes, calibrate, job_work, model_config, plan_suite, rate_keys, render_plan
     from bench.graph import build_graph
     from bench.suite import SuiteError, load_suite
 
+    for name, value, least in (("--gpus", args.gpus, 1), ("--calibrate-steps", args.calibrate_steps, 1),
+                               ("--calibrate-warmup", args.calibrate_warmup, 0)):
+        if value < least:
+            print(f"{name} must be at least {least}, got {value}", file=sys.stderr)
+            return 2
+    if not args.throughput > 0:
+        print(f"--throughput must be positive, got {args.throughput}", file=sys.stderr)
+        return 2
     try:
         suite = load_suite(args.suite, check_paths=False)
     except SuiteError as error:
         print(f"invalid suite: {error}", file=sys.stderr)
         return 2
     jobs = build_graph(suite)
-    est = estimate(suite, jobs)
-    hours = {k: v / args.throughput / 3600 for k, v in est["training_tokens"].items()}
+    sizes = DataSizes(suite)
+    calibration = None
+    if args.calibrate:
+        try:
+            config = model_config(suite.model)
+        except OSError as error:  # a hub model's config that is neither cached nor reachable
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"cannot calibrate: no config for model {suite.model.get('name_or_path')!r} ({reason}); "
+                  "--calibrate needs the model's config.json: a local path, or a hub name in the local cache", file=sys.stderr)
+            return 2
+        keys = rate_keys(job_work(job, sizes) for job in jobs)
+        log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+        log(f"calibrating {len(keys)} job kinds ({args.calibrate_steps} timed steps after {args.calibrate_warmup} untimed):")
+        calibration = calibrate(suite, keys, args.calibrate_steps, args.calibrate_warmup, log=log, config=config)
+    plan = plan_suite(suite, jobs, args.gpus, args.throughput, calibration, sizes)
     if args.json:
-        print(json.dumps({**est, "gpu_hours": hours, "throughput_tokens_per_s": args.throughput}, indent=2))
+        print(json.dumps(plan, indent=2, default=str))
         return 0
-    print(f"suite {suite.name}: {len(jobs)} jobs")
-    for kind in ("prepare", "mlm", "task", "eval"):
-        if kind in est["counts"]:
-            print(f"  {kind:<8} {est['counts'][kind]:>6}")
-    print(f"training tokens: MLM {est['training_tokens']['mlm']:.3g}, task {est['training_tokens']['task']:.3g}")
-    print(f"at {args.throughput:,.0f} tokens/s per GPU: MLM {hours['mlm']:,.1f} GPU-h, task {hours['task']:,.1f} GPU-h "
-          "(task sizes assumed: " + _size_assumptions(suite) + ")")
+    print(render_plan(plan))
     return 0
 
 
 def run_run(args) -> int:
     import logging
 
+    from bench.devices import DeviceError
     from bench.progress import RunView
     from bench.suite import SuiteError, load_suite
     from bench.worker import StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle, run_worker, worker_identity
@@ -160,7 +184,7 @@ def run_run(args) -> int:
         print(f"stopped by {stop}: the job in hand was released and will run again; finished jobs are kept",
               file=sys.stderr)
         return 128 + stop.signum
-    except (StorageFull, SuiteMismatch) as error:
+    except (StorageFull, SuiteMismatch, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

@@ -258,6 +258,9 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
             raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}."
                              f"{_did_you_mean(method, VARIANTS)}")
         _check_hyper(update, defaults, f"overrides.{method}", source)
+        if "runtime" in update:  # read once per worker (devices, ZeRO groups), never per method: it would be ignored
+            raise SuiteError(f"{source}: overrides.{method}.runtime: runtime settings apply to every job of the run; "
+                             f"set them under hyperparameters.runtime")
     data = _require(raw, "data", dict, source)
     if data.get("kind", "files") not in ("files", "synthetic"):
         raise SuiteError(f"{source}: data.kind must be 'files' (default) or 'synthetic', got {data.get('kind')!r}")

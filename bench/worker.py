@@ -40,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from bench.devices import lease_worker_device, node_devices, worker_allocator
 from bench.execute import RUNNERS, JobContext, is_full_model_job
 from bench.graph import Job, build_graph
 from bench.progress import job_output
@@ -159,8 +160,10 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
                                              f"{error.strerror or error}") from None
     runtime_hyper = suite.hyperparameters["runtime"]
     heartbeat = lease_seconds or runtime_hyper["lease_seconds"]
-    if torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+    devices = node_devices()
+    if devices:  # the device this worker owns for its life, leased in RUN/devices/<host>/ (bench.devices)
+        own = lease_worker_device(store.root, devices, int(os.environ.get("LOCAL_RANK", "0")), worker).own
+        device = f"cuda:{devices.index(own)}"
     else:
         device = "cpu"
         # fixed threads per worker: results must not depend on how many workers share the machine
@@ -235,7 +238,9 @@ def _blocked(pending: list[Job], failed: set[str]) -> set[str]:
 
 
 def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes: int, runtime_hyper: dict) -> dict:
-    """Run ``job`` over ``processes`` new processes with DeepSpeed ZeRO (``bench.zero_job``)."""
+    """Run ``job`` over ``processes`` new processes with DeepSpeed ZeRO (``bench.zero_job``). On GPUs
+    the group gets a lease on ``processes`` devices (this worker's own and free ones, ``bench.devices``)
+    and sees only those; on CPU it shares the machine's cores."""
     spec = {
         "job": dataclasses.asdict(job),
         "deps": [dataclasses.asdict(context.jobs_by_id[d]) for d in job.deps],
@@ -246,20 +251,49 @@ def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes
         "cpu_threads": runtime_hyper["cpu_threads_per_worker"],
     }
     atomic_write_json(workspace / "job.json", spec)
-    with socket.socket() as probe:  # a free port for this group's rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "bench.zero_job", str(workspace / "job.json")]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                                                           "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")}
+    allocator = worker_allocator(context.store.root)  # None without devices
+    lease = None
+    if allocator is not None:
+        lease = allocator.acquire(processes, job.name, setting="hyperparameters.runtime.zero_group_size")
+        torch.cuda.empty_cache()  # the group's rank 0 shares this worker's device
+    try:
+        with socket.socket() as probe:  # a free port for this group's rendezvous
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                   "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "bench.zero_job", str(workspace / "job.json")]
+        env = zero_group_env(os.environ, None if lease is None else lease.devices)
+        # torchrun holds the lease's descriptors too: if this worker dies, the devices stay leased while the group runs
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              pass_fds=() if lease is None else lease.fds) as group:
+            try:
+                stdout, stderr = group.communicate()
+            except BaseException:  # stopped: torchrun stops its ranks (in their own sessions) on SIGTERM, not on SIGKILL
+                group.send_signal(signal.SIGTERM)
+                try:
+                    group.communicate(timeout=60)  # torchrun gives its ranks 30 s
+                except subprocess.TimeoutExpired:
+                    group.kill()
+                raise
+    finally:
+        if lease is not None:
+            lease.release()
+    if group.returncode != 0:
+        raise RuntimeError(f"ZeRO group for {job.name} failed (exit {group.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    print(stdout, end="")  # into the job's log (job_output)
+    return json.loads((workspace / "output.json").read_text(encoding="utf-8"))
+
+
+def zero_group_env(environ: dict[str, str], devices: tuple[str, ...] | None) -> dict[str, str]:
+    """The environment of a ZeRO group's ``torchrun``: the worker's, less its own launcher's
+    rendezvous (the group forms its own), and only the group's ``devices`` visible (None: CPU)."""
+    env = {k: v for k, v in environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                                         "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")}
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     if not torch.cuda.is_available():
         env.setdefault("DS_ACCELERATOR", "cpu")
-    completed = subprocess.run(command, env=env, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"ZeRO group for {job.name} failed (exit {completed.returncode}):\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-    print(completed.stdout, end="")  # into the job's log (job_output)
-    return json.loads((workspace / "output.json").read_text(encoding="utf-8"))
+    return env
 
 
 def _check_writable(root: Path) -> None:
