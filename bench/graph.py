@@ -2,7 +2,10 @@
 
 * ``prepare`` (synthetic suites only): write the tiny base model and the synthetic data.
 * ``mlm``: per language, a language adapter with (``madx``) or without (``madx-inv``) its
-  invertible adapter; or full-model MLM (``mlm-src`` / ``mlm-trg``), shared by both baselines.
+  invertible adapter, the same two without an adapter in the last layer (``madx2``, ``madx2-inv``:
+  other adapters, so other jobs); or full-model MLM (``mlm-src`` / ``mlm-trg``), shared by both
+  baselines. The job's ``mode`` (``Variant.mlm_mode``) says which, and names it: ``mlm/qu/adapter+inv``,
+  ``mlm/qu/adapter+inv,leave_out=-1``.
 * ``task``: per task × method × source × seed (MLM-TRG: per source × target, ``mlm_trg_seeds``),
   depending on the MLM job its method needs.
 * ``eval``: per task × method × source × target × seed, depending on the task job and, for
@@ -25,7 +28,7 @@ from typing import Any
 
 from bench.suite import Suite
 from madx.tasks.registry import get_task
-from madx.variants import VARIANTS, get_variant
+from madx.variants import get_variant, mlm_variant
 
 # bump a kind's version when its results change meaning: old results are then not reused
 JOB_VERSIONS = {"prepare": 1, "mlm": 1, "task": 1, "eval": 1}
@@ -75,9 +78,8 @@ def build_graph(suite: Suite) -> list[Job]:
         mlm, adapters = mlm_settings(method)
         params = {**_model_params(suite), "language": language, "mode": mode, "mlm": mlm, "adapters": adapters,
                   "text": suite.data.get("text")}
-        first_of_mode = next(v.name for v in VARIANTS.values() if v.mlm_mode == mode)
         name = f"mlm/{language}/{mode}"
-        if (mlm, adapters) != mlm_settings(first_of_mode):
+        if (mlm, adapters) != mlm_settings(mlm_variant(mode).name):
             name += f"/{method}"
         return add(Job.make("mlm", name, params, base_deps))
 

@@ -168,6 +168,7 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
         device = "cpu"
         # fixed threads per worker: results must not depend on how many workers share the machine
         torch.set_num_threads(runtime_hyper["cpu_threads_per_worker"])
+    check_precision(runtime_hyper["mixed_precision"], device, suite)
     runtime = Runtime.local(device, runtime_hyper["mixed_precision"], compile=compile_setting(runtime_hyper["compile"]))
     context = JobContext(store, jobs_by_id, runtime, store.root / "tb", lambda line: progress(f"[{worker}] {line}"))
     provenance = collect_provenance()  # once: the code this process runs is the code it imported
@@ -296,6 +297,35 @@ def zero_group_env(environ: dict[str, str], devices: tuple[str, ...] | None) -> 
     return env
 
 
+class PrecisionUnsupported(ValueError):
+    pass
+
+
+def check_precision(mixed_precision: str, device: str, suite: Suite) -> None:
+    """bf16 on a GPU without bf16 (before Ampere) is a configuration error, said before any job runs."""
+    if mixed_precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(torch.device(device))
+        raise PrecisionUnsupported(
+            f"suite {suite.name}: hyperparameters.runtime.mixed_precision = bf16, but {name} has no bf16 support; "
+            f"set it to fp16 or no")
+
+
+class JobOutOfMemory(RuntimeError):
+    pass
+
+
+def out_of_memory(job: Job, device: torch.device, error: BaseException) -> JobOutOfMemory:
+    """A CUDA OOM as the job's failure: its batch size and the peak memory, so the fix is obvious."""
+    hyper = job.params.get("hyper") or job.params.get("mlm") or {}
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    total = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else 0
+    torch.cuda.empty_cache()  # the worker goes on with other jobs
+    return JobOutOfMemory(
+        f"{job.name}: out of memory at batch_size {hyper.get('batch_size')} (peak {peak / 2**30:.1f} GiB of "
+        f"{total / 2**30:.1f} GiB): lower the batch size for this method in the suite's overrides "
+        f"({str(error).splitlines()[0][:120]})")
+
+
 def _check_writable(root: Path) -> None:
     probe = root / f".write-probe-{os.getpid()}"
     probe.write_text("")
@@ -328,6 +358,8 @@ def _run_one(job: Job, store: RunStore, claim, context: JobContext, worker: str,
         except Exception as error:
             if is_storage_error(error):
                 raise _storage_full(error, job) from error
+            if isinstance(error, torch.OutOfMemoryError):
+                error = out_of_memory(job, context.runtime.device, error)
             store.record_error(claim, {"job": job.name, "worker": worker, "error": bounded_message(error),
                                        "type": type(error).__name__, "traceback": traceback.format_exc(limit=30),
                                        "at": _now()})

@@ -302,7 +302,8 @@ def export_adapterhub(model: nn.Module, name: str, directory: str | Path, with_h
     _check_export_directory(directory, bool(heads))
 
     hidden = adapter_set.hidden_size
-    settings = dict(PFEIFFER_CONFIG, reduction_factor=_reduction_factor(hidden, adapter_set.bottleneck_size, f"adapter {name!r}"))
+    settings = dict(PFEIFFER_CONFIG, leave_out=list(adapter_set.leave_out),  # MAD-X 2.0: no adapter in the last layer
+                    reduction_factor=_reduction_factor(hidden, adapter_set.bottleneck_size, f"adapter {name!r}"))
     if adapter_set.invertible is not None:
         half = hidden // 2  # NICE's F and G each map one half: h/2 -> int(h/2 // factor) -> h/2
         settings.update(inv_adapter="nice", inv_adapter_reduction_factor=_reduction_factor(

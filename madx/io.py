@@ -2,7 +2,7 @@
 
 A directory per adapter::
 
-    adapter_config.json     kind, name, dims, architecture, base model, format version
+    adapter_config.json     kind, name, dims, layers left out (if any), architecture, base model, format version
     adapter.safetensors     the adapter set's tensors (``layers.{i}.down.weight``, ``invertible.F.up.bias``, ...)
     head.safetensors        task adapters only, when saved with their prediction head
 
@@ -10,6 +10,10 @@ Nothing is ever unpickled. Loading reads and checks everything before it touches
 the config field by field, every tensor against the name, shape and dtype the config and the
 model imply — then installs the adapter in one step, so a failed load leaves the model as it was
 (not even attached). Every error names the file, and the field or tensor, in one line.
+
+``leave_out`` (MAD-X 2.0) lists the layers without an adapter, as indices ``0..num_layers-1``; it is
+written only when it lists one, so the files of adapters in every layer are unchanged, and a file
+without it (any earlier madx) loads as ``leave_out=[]``. The weights then lack those layers' tensors.
 
 Dtypes: any floating dtype is accepted (a bf16 run saves bf16 adapters) and cast to the model's
 dtype, as ``load_state_dict`` does. Refused: integer, bool and complex tensors, NaN and inf, and
@@ -24,13 +28,14 @@ import logging
 import reprlib
 import stat
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from madx.adapters.config import resolve_layers
 from madx.adapters.sets import ADAPTER_KINDS, AdapterSet
 from madx.atomic import atomic_write, atomic_write_json
 from madx.compose.stack import Stack
@@ -67,6 +72,11 @@ def _spec(check, expected: str):
     return field(metadata={"check": check, "expected": expected})
 
 
+def _layer_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value) \
+        and len(set(value)) == len(value)
+
+
 @dataclass(frozen=True)
 class AdapterFileConfig:
     name: str = _spec(_adapter_name, "an adapter name (letters, digits, '_' or '-')")
@@ -79,6 +89,8 @@ class AdapterFileConfig:
     invertible_bottleneck_size: int | None = _spec(lambda v: v is None or is_positive_int(v), "a positive integer or null")
     head: list[str] | None = _spec(_head_names, "null or a list of distinct task head names, e.g. ['classifier']")
     format_version: int = field(default=FORMAT_VERSION, metadata={"check": is_positive_int, "expected": "a positive integer"})
+    leave_out: list[int] = field(default_factory=list, metadata={
+        "check": _layer_list, "expected": "a list of distinct layer indices (0 = the first layer), e.g. [11]"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -91,6 +103,9 @@ class AdapterFileConfig:
             raise ValueError(f"field 'hidden_size' must be even for an invertible adapter, got {self.hidden_size}")
         if self.head is not None and self.kind != "task":
             raise ValueError(f"field 'head' must be null for a {self.kind} adapter (only task adapters are saved with a head)")
+        if any(i >= self.num_layers for i in self.leave_out) or len(self.leave_out) >= self.num_layers:
+            raise ValueError(f"field 'leave_out' must be some of layers 0..{self.num_layers - 1}, not all (num_layers is "
+                             f"{self.num_layers}), got {describe(self.leave_out)}")
 
     @classmethod
     def read(cls, path: Path) -> "AdapterFileConfig":
@@ -110,7 +125,8 @@ class AdapterFileConfig:
             listed = ", ".join(reprlib.repr(key) + (f" (did you mean {near[0]!r}?)" if near else "") for key, near in hints[:3])
             rest = "" if all(near for _, near in hints) else f"; known fields: {', '.join(known)}"
             raise file_error(path, f"unknown field(s) {listed}{rest}")
-        missing = [n for n in known if n not in data and n != "format_version"]
+        optional = [f.name for f in fields(cls) if f.default is not MISSING or f.default_factory is not MISSING]
+        missing = [n for n in known if n not in data and n not in optional]
         if missing:
             raise file_error(path, f"missing field(s) {', '.join(missing)}")
         try:
@@ -136,13 +152,17 @@ def save_adapter(model: nn.Module, name: str, directory: str | Path, with_head: 
         bottleneck_size=adapter_set.bottleneck_size,
         invertible_bottleneck_size=adapter_set.invertible_bottleneck_size,
         head=sorted(heads) or None,
+        leave_out=list(adapter_set.leave_out),
     )
     metadata = {"format": "pt", "madx_format_version": str(FORMAT_VERSION)}
     _save_tensors(adapter_set.state_dict(), directory / WEIGHTS_NAME, metadata)
     if heads:
         head_tensors = {f"{head}.{key}": t for head, module in heads.items() for key, t in module.state_dict().items()}
         _save_tensors(head_tensors, directory / HEAD_NAME, metadata)
-    atomic_write_json(directory / CONFIG_NAME, asdict(config))  # written last: its presence means complete
+    written = asdict(config)
+    if not config.leave_out:
+        del written["leave_out"]  # files of adapters in every layer stay as earlier madx wrote (and reads) them
+    atomic_write_json(directory / CONFIG_NAME, written)  # written last: its presence means complete
     return directory
 
 
@@ -151,9 +171,13 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
     atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
-def load_adapter(model: nn.Module, directory: str | Path, name: str | None = None, load_head: bool = True) -> str:
+def load_adapter(
+    model: nn.Module, directory: str | Path, name: str | None = None, load_head: bool = True, leave_out: Sequence[int] | None = None
+) -> str:
     """Load a saved adapter into ``model`` under ``name`` (default: its saved name). Returns the name.
 
+    ``leave_out``: the layers the caller expects the adapter to leave out (negative indices count from the
+    end; MAD-X 2.0: ``(-1,)``), checked against the file; ``None`` takes what the file says.
     Everything is read and checked first; on any error the model is left exactly as it was."""
     directory = Path(directory)
     check_directory(directory)
@@ -162,10 +186,12 @@ def load_adapter(model: nn.Module, directory: str | Path, name: str | None = Non
     if name in adapter_names(model):
         raise file_error(directory, f"an adapter named {name!r} is already loaded on this model; delete it first or pass another name")
     check_compatible(model, config, directory)
+    if leave_out is not None:
+        check_leave_out(model, config, leave_out, directory / CONFIG_NAME)
     what = f"{config.kind} adapter {config.name!r}"
     weights_path = directory / WEIGHTS_NAME
     tensors = read_tensors(weights_path, f"the weights of {what}")
-    expected = expected_adapter_state(model, config.kind, config.bottleneck_size, config.invertible_bottleneck_size)
+    expected = expected_adapter_state(model, config.kind, config.bottleneck_size, config.invertible_bottleneck_size, config.leave_out)
     check_tensors(tensors, expected, weights_path, what)
 
     heads: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
@@ -179,7 +205,8 @@ def load_adapter(model: nn.Module, directory: str | Path, name: str | None = Non
         expected_heads = {f"{h}.{key}": t for h in config.head for key, t in modules[h].state_dict().items()}
         check_tensors(head_tensors, expected_heads, head_path, head_what)
         heads = [(modules[h], {key[len(h) + 1:]: t for key, t in head_tensors.items() if key.startswith(h + ".")}) for h in config.head]
-    install_adapter(model, name, config.kind, config.bottleneck_size, config.invertible_bottleneck_size, tensors, heads)
+    install_adapter(model, name, config.kind, config.bottleneck_size, config.invertible_bottleneck_size, tensors, heads,
+                    leave_out=config.leave_out)
     return name
 
 
@@ -195,6 +222,19 @@ def check_compatible(model: nn.Module, config: AdapterFileConfig, directory: Pat
     base = str(getattr(model_config, "_name_or_path", "") or "")
     if config.base_model and base and config.base_model != base:
         logger.warning("%s was trained on base model %r, loading into %r", what, config.base_model, base)
+
+
+def check_leave_out(model: nn.Module, config: AdapterFileConfig, expected: Sequence[int], path: Path) -> None:
+    """The file's ``leave_out`` must be the layers ``expected`` names (resolved against the model's layers)."""
+    try:
+        wanted = list(resolve_layers(expected, model.config.num_hidden_layers))
+    except ValueError as error:
+        raise ValueError(f"the expected {error}") from None
+    if sorted(config.leave_out) != wanted:
+        def layers(value):
+            return f"no adapter in layer(s) {', '.join(map(str, value))}" if value else "adapters in every layer"
+        raise file_error(path, f"field 'leave_out' is {config.leave_out}: {config.kind} adapter {config.name!r} has {layers(config.leave_out)}, "
+                               f"but leave_out={list(expected)} ({layers(wanted)}) was expected")
 
 
 # ---- reading and checking adapter files (shared with madx.adapterhub) ----
@@ -292,12 +332,15 @@ def check_tensors(
             raise file_error(path, f"{label} overflows this model's {target.dtype} (max |x| = {largest:.3g}); load it into a float32 or bfloat16 model")
 
 
-def expected_adapter_state(model: nn.Module, kind: str, bottleneck_size: int, invertible_bottleneck_size: int | None) -> dict[str, torch.Tensor]:
+def expected_adapter_state(
+    model: nn.Module, kind: str, bottleneck_size: int, invertible_bottleneck_size: int | None, leave_out: Sequence[int] = ()
+) -> dict[str, torch.Tensor]:
     """Names, shapes and dtype of an adapter set for ``model``, on the meta device: nothing is allocated, so a config
     asking for a huge adapter costs nothing until its tensor file says the same."""
     dtype = next(model.parameters()).dtype
     with torch.device("meta"):
-        adapter_set = AdapterSet(kind, model.config.num_hidden_layers, model.config.hidden_size, bottleneck_size, invertible_bottleneck_size)
+        adapter_set = AdapterSet(kind, model.config.num_hidden_layers, model.config.hidden_size, bottleneck_size,
+                                 invertible_bottleneck_size, leave_out)
     return adapter_set.to(dtype=dtype).state_dict()
 
 
@@ -309,13 +352,14 @@ def install_adapter(
     invertible_bottleneck_size: int | None,
     tensors: dict[str, torch.Tensor],
     heads: Sequence[tuple[nn.Module, dict[str, torch.Tensor]]] = (),
+    leave_out: Sequence[int] = (),
 ) -> None:
     """Add adapter set ``name`` holding the checked ``tensors`` and copy the checked head states, all or nothing: on any
     failure the model is put back as it was (detached again if it was not attached)."""
     was_attached = is_attached(model)
     adapter_set, restore = None, []
     try:
-        adapter_set = add_adapter(model, name, kind, bottleneck_size, invertible_bottleneck_size)
+        adapter_set = add_adapter(model, name, kind, bottleneck_size, invertible_bottleneck_size, leave_out)
         adapter_set.load_state_dict(tensors)
         for module, state in heads:
             restore.append((module, {k: v.clone() for k, v in module.state_dict().items()}))

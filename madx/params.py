@@ -5,7 +5,8 @@ adapter 2·h·d_task, and the invertible adapter adds 4·(h/2)·(h/4) once (F an
 an up projection). The counts are read off the real adapter modules, built on the meta device
 (shapes, no memory), so they cannot drift from what ``madx`` adds. For XLM-R base (h=768, 12 layers, d=384/48) that is 8,257,536 (MAD-X),
 7,962,624 (–INV) and 884,736 (–LAD –INV); with 270M as the base size: 3.05 / 2.94 / 0.32 %
-(the paper truncates to two decimals). ``with_bias`` adds the bias vectors.
+(the paper truncates to two decimals). MAD-X 2.0 has no adapters in the last layer, so 11 layers'
+worth: 7,593,984 (2.81 %) and, –INV, 7,299,072 (2.70 %). ``with_bias`` adds the bias vectors.
 """
 
 from __future__ import annotations
@@ -65,14 +66,16 @@ def count_base_parameters(config: PretrainedConfig) -> int:
 
 
 def added_parameters(variant: Variant, hidden: int, layers: int, config: AdapterConfig, with_bias: bool) -> int:
-    """What ``variant`` adds, counted on the adapter sets it loads (weight matrices, + biases with ``with_bias``)."""
+    """What ``variant`` adds, counted on the adapter sets it loads (weight matrices, + biases with ``with_bias``);
+    ``config`` with the variant's own settings (MAD-X 2.0: ``leave_out``) put over it, as the runner creates them."""
+    config = variant.adapter_config(config)
     sets = []
     with torch.device("meta"):
         if variant.language_adapters:
             invertible = config.invertible_size(hidden) if variant.invertible_adapters else None
-            sets.append(AdapterSet("language", layers, hidden, config.language_size(hidden), invertible))
+            sets.append(AdapterSet("language", layers, hidden, config.language_size(hidden), invertible, config.leave_out))
         if variant.task_adapter:
-            sets.append(AdapterSet("task", layers, hidden, config.task_size(hidden)))
+            sets.append(AdapterSet("task", layers, hidden, config.task_size(hidden), leave_out=config.leave_out))
     return sum(p.numel() for s in sets for p in s.parameters() if with_bias or p.ndim > 1)
 
 

@@ -8,19 +8,22 @@ baselines MLM-SRC / MLM-TRG) and what each training phase trains:
 * task phase of an adapter variant: the task adapter + the task head only; language and
   invertible adapters fixed.
 * baselines: the whole model, in both phases.
+
+MAD-X 2.0 (``madx2``, ``madx2-inv``) is MAD-X (–INV) with the language and task adapters left out of
+the last transformer layer (``leave_out=(-1,)``, AdapterHub's setting): its language adapters are
+other MLM jobs than MAD-X's (``mlm_mode`` says which layers they leave out).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from madx.adapters.config import AdapterConfig
 from madx.compose.stack import Stack
-
-
-# MLM jobs: a language adapter with its invertible adapter, one without, or the whole model
-MLM_MODES = ("adapter+inv", "adapter", "full")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Variant:
     invertible_adapters: bool
     task_adapter: bool
     full_model_mlm: Literal["source", "target"] | None = None  # baselines MLM-SRC / MLM-TRG
+    leave_out: tuple[int, ...] = ()  # layers without language and task adapters (AdapterConfig.leave_out); MAD-X 2.0: (-1,)
 
     def __post_init__(self) -> None:
         if self.invertible_adapters and not self.language_adapters:
@@ -39,13 +43,25 @@ class Variant:
             raise ValueError(f"{self.name}: language adapters need a task adapter on top")
         if self.full_model_mlm and self.task_adapter:
             raise ValueError(f"{self.name}: full-model MLM baselines fine-tune the whole model")
+        if self.leave_out and not self.task_adapter:
+            raise ValueError(f"{self.name}: leave_out places adapters; this method has none")
+        AdapterConfig(leave_out=self.leave_out)  # validates the indices
 
     @property
     def mlm_mode(self) -> str | None:
-        """What the method trains with MLM on a language's text (one of ``MLM_MODES``), or None."""
+        """What the method trains with MLM on a language's text (one of ``MLM_MODES``), or None: a language
+        adapter with its invertible adapter ("adapter+inv"), one without ("adapter"), either without
+        adapters in some layers ("adapter+inv,leave_out=-1"), or the whole model ("full")."""
         if self.language_adapters:
-            return "adapter+inv" if self.invertible_adapters else "adapter"
+            mode = "adapter+inv" if self.invertible_adapters else "adapter"
+            return mode + (f",leave_out={','.join(map(str, self.leave_out))}" if self.leave_out else "")
         return "full" if self.full_model_mlm else None
+
+    def adapter_config(self, settings: Mapping[str, Any] | AdapterConfig = AdapterConfig()) -> AdapterConfig:
+        """The adapters this method creates: ``settings`` (a suite's ``adapters`` section or a config) with the
+        method's own settings (``leave_out``) put over them."""
+        config = settings if isinstance(settings, AdapterConfig) else AdapterConfig.from_dict(dict(settings))
+        return dataclasses.replace(config, leave_out=self.leave_out) if self.leave_out else config
 
     @property
     def uses_adapters(self) -> bool:
@@ -76,12 +92,28 @@ VARIANTS: dict[str, Variant] = {
         Variant("full-ft", "XLM-R", language_adapters=False, invertible_adapters=False, task_adapter=False),
         Variant("mlm-src", "XLM-R MLM-SRC", False, False, False, full_model_mlm="source"),
         Variant("mlm-trg", "XLM-R MLM-TRG", False, False, False, full_model_mlm="target"),
+        # MAD-X 2.0: no language or task adapter in the last layer (added after the paper; last, so the
+        # order of the rows above, e.g. in Table 4, is what it was)
+        Variant("madx2", "MAD-X 2.0", language_adapters=True, invertible_adapters=True, task_adapter=True, leave_out=(-1,)),
+        Variant("madx2-inv", "MAD-X 2.0 –INV", language_adapters=True, invertible_adapters=False, task_adapter=True, leave_out=(-1,)),
     )
 }
 
+# What MLM jobs train, in the order of the methods that need them (see ``Variant.mlm_mode``).
+MLM_MODES: tuple[str, ...] = tuple(dict.fromkeys(v.mlm_mode for v in VARIANTS.values() if v.mlm_mode))
+
 
 # The paper's row order in Tables 2 and 5 (baselines first, MAD-X last): how reports sort methods.
-PAPER_ROW_ORDER: tuple[str, ...] = ("full-ft", "mlm-src", "mlm-trg", "madx-lad-inv", "madx-inv", "madx")
+# MAD-X 2.0 is not in the paper; its rows come after.
+PAPER_ROW_ORDER: tuple[str, ...] = ("full-ft", "mlm-src", "mlm-trg", "madx-lad-inv", "madx-inv", "madx", "madx2-inv", "madx2")
+
+
+def mlm_variant(mode: str) -> Variant:
+    """The first method whose MLM job is ``mode`` (all methods of one mode train the same thing with MLM)."""
+    for variant in VARIANTS.values():
+        if variant.mlm_mode == mode:
+            return variant
+    raise ValueError(f"unknown MLM mode {mode!r}; known: {', '.join(MLM_MODES)}")
 
 
 def get_variant(name: str) -> Variant:

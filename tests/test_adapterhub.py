@@ -389,3 +389,13 @@ def test_the_real_adapters_library_loads_the_export_and_computes_its_stacking(tm
         without_inverse = mlm.lm_head(hidden)  # outside active(): madx's inverse hook is off
     assert torch.allclose(theirs, without_inverse, atol=1e-6)
     assert not torch.allclose(theirs, _outputs(mlm, Stack("en"), batch), atol=1e-3)
+
+
+def test_export_of_a_madx2_adapter_tells_adapterhub_which_layer_has_none(tmp_path):
+    from madx.adapters import AdapterConfig
+
+    model = tiny_model("xlm-roberta", "mlm")
+    madx.add_language_adapter(model, "qu", AdapterConfig(leave_out=(-1,)))
+    madx.export_adapterhub(model, "qu", tmp_path / "qu")
+    config = json.loads((tmp_path / "qu" / "adapter_config.json").read_text())
+    assert config["config"]["leave_out"] == [model.config.num_hidden_layers - 1]

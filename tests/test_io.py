@@ -165,6 +165,12 @@ def test_config_as_a_list(task_dir):
     ("head", [], "a list of distinct task head names, e.g. ['classifier'], got []"),
     ("head", ["classifier", "classifier"], "distinct"),
     ("format_version", "1", "a positive integer, got '1' (a string)"),
+    ("leave_out", [-1], "a list of distinct layer indices (0 = the first layer), e.g. [11], got [-1] (a list)"),
+    ("leave_out", 1, "a list of distinct layer indices"),
+    ("leave_out", [1, 1], "a list of distinct layer indices"),
+    ("leave_out", None, "a list of distinct layer indices"),
+    ("leave_out", [2], "some of layers 0..1, not all (num_layers is 2), got [2]"),
+    ("leave_out", [0, 1], "some of layers 0..1, not all (num_layers is 2), got [0, 1]"),
 ])
 def test_config_field_types_and_ranges(task_dir, field, value, expected):
     path = edit_config(task_dir, **{field: value})
@@ -363,3 +369,64 @@ def test_good_directory_still_loads(task_dir, language_dir):
     assert madx.load_adapter(model, language_dir) == "qu"
     assert madx.load_adapter(model, task_dir) == "ner"
     assert madx.adapter_names(model) == ["qu", "ner"]
+
+
+# ---- leave_out (MAD-X 2.0: no adapters in the last layer) ----
+
+
+@pytest.fixture
+def madx2_dir(tmp_path):
+    """A MAD-X 2.0 language adapter: no adapter in the last of the tiny model's 2 layers."""
+    model = tiny_model("xlm-roberta", "ner")
+    madx.add_language_adapter(model, "qu", madx.get_variant("madx2").adapter_config())
+    randomise(madx.get_store(model), seed=3)
+    return madx.save_adapter(model, "qu", tmp_path / "qu2")
+
+
+def test_leave_out_is_saved_and_loaded(madx2_dir):
+    assert json.loads((madx2_dir / CONFIG_NAME).read_text())["leave_out"] == [1]  # resolved: -1 is layer 1 of 2
+    assert not any(key.startswith("layers.1.") for key in read_weights(madx2_dir / WEIGHTS_NAME))
+    model = tiny_model("xlm-roberta", "ner")
+    assert madx.load_adapter(model, madx2_dir) == "qu"
+    adapter_set = madx.get_store(model).get("qu")
+    assert adapter_set.leave_out == (1,) and adapter_set.layers[1] is None and adapter_set.invertible is not None
+    assert madx.load_adapter(model, madx2_dir, name="qu_again", leave_out=(-1,)) == "qu_again"  # what it expects
+
+
+def test_files_without_leave_out_are_written_and_read_as_before(language_dir):
+    """Format compatibility: adapters in every layer write no leave_out field (so earlier madx reads them), and a
+    file without the field, as every earlier madx wrote, loads with no layer left out."""
+    config = json.loads((language_dir / CONFIG_NAME).read_text())
+    assert "leave_out" not in config
+    assert sorted(config) == ["architecture", "base_model", "bottleneck_size", "format_version", "head", "hidden_size",
+                              "invertible_bottleneck_size", "kind", "name", "num_layers"]
+    model = tiny_model("xlm-roberta", "ner")
+    madx.load_adapter(model, language_dir, leave_out=())
+    assert madx.get_store(model).get("qu").leave_out == ()
+
+
+def test_leave_out_other_than_expected_names_the_field(tmp_path):
+    model = tiny_model("xlm-roberta", "ner", num_hidden_layers=12)
+    madx.add_task_adapter(model, "ner", madx.adapters.AdapterConfig(leave_out=(11,)))
+    directory = madx.save_adapter(model, "ner", tmp_path / "ner")
+    fresh = tiny_model("xlm-roberta", "ner", num_hidden_layers=12)
+    refused(directory, ValueError, "field 'leave_out' is [11]", "has no adapter in layer(s) 11",
+            "but leave_out=[] (adapters in every layer) was expected", model=fresh, path=directory / CONFIG_NAME, leave_out=())
+    refused(directory, ValueError, "field 'leave_out' is [11]", "leave_out=[0, -1] (no adapter in layer(s) 0, 11) was expected",
+            model=fresh, path=directory / CONFIG_NAME, leave_out=(0, -1))
+    assert madx.load_adapter(fresh, directory, leave_out=(-1,)) == "ner"
+
+
+def test_leave_out_of_a_madx_adapter_when_madx2_is_expected(language_dir):
+    refused(language_dir, ValueError, "field 'leave_out' is []", "has adapters in every layer",
+            "leave_out=[-1] (no adapter in layer(s) 1) was expected",
+            path=language_dir / CONFIG_NAME, leave_out=(-1,))
+
+
+def test_weights_must_match_leave_out(madx2_dir):
+    path = edit_config(madx2_dir, leave_out=...)  # the field dropped: the file now claims every layer
+    refused(madx2_dir, ValueError, "missing ['layers.1.down.weight', 'layers.1.down.bias', 'layers.1.up.weight'] and 1 more",
+            path=madx2_dir / WEIGHTS_NAME)
+    edit_config(madx2_dir, leave_out=[0])
+    refused(madx2_dir, ValueError, "missing", "layers.1.", "unexpected", "layers.0.", path=madx2_dir / WEIGHTS_NAME)
+    assert path.exists()

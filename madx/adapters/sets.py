@@ -2,15 +2,19 @@
 
 A *language* set holds the per-layer language adapters of one language and, for MAD-X, that
 language's invertible adapter. A *task* set holds the per-layer task adapters of one task.
+Layers in ``leave_out`` (MAD-X 2.0: the last) hold no adapter: ``layers[i]`` is ``None`` there, so
+the set's tensors keep the names ``layers.{i}.…`` of the layers that have one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from torch import nn
 
 from madx.adapters.bottleneck import BottleneckAdapter
+from madx.adapters.config import resolve_layers
 from madx.adapters.invertible import NICECoupling
 
 AdapterKind = Literal["language", "task"]
@@ -25,6 +29,7 @@ class AdapterSet(nn.Module):
         hidden_size: int,
         bottleneck_size: int,
         invertible_bottleneck_size: int | None = None,
+        leave_out: Sequence[int] = (),
     ):
         super().__init__()
         if kind not in ADAPTER_KINDS:
@@ -32,7 +37,13 @@ class AdapterSet(nn.Module):
         if invertible_bottleneck_size is not None and kind != "language":
             raise ValueError("only language adapters carry an invertible adapter (MAD-X §4.3)")
         self.kind = kind
-        self.layers = nn.ModuleList(BottleneckAdapter(hidden_size, bottleneck_size) for _ in range(num_layers))
+        self.hidden_size = hidden_size
+        self.bottleneck_size = bottleneck_size
+        self.leave_out = resolve_layers(leave_out, num_layers)  # sorted, non-negative
+        # a ModuleList may hold None: no parameters, no state_dict entries, skipped by .to() and .modules()
+        self.layers = nn.ModuleList(
+            None if index in self.leave_out else BottleneckAdapter(hidden_size, bottleneck_size) for index in range(num_layers)
+        )
         self.invertible = (
             NICECoupling(hidden_size, invertible_bottleneck_size) if invertible_bottleneck_size is not None else None
         )
@@ -40,14 +51,6 @@ class AdapterSet(nn.Module):
     @property
     def num_layers(self) -> int:
         return len(self.layers)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.layers[0].hidden_size
-
-    @property
-    def bottleneck_size(self) -> int:
-        return self.layers[0].bottleneck_size
 
     @property
     def invertible_bottleneck_size(self) -> int | None:

@@ -10,6 +10,10 @@ of hooks:
 * on the embeddings: the active language's invertible adapter, forward;
 * before the MLM decoder (the tied output embeddings): the same invertible adapter, inverse.
 
+A layer where no active adapter sits (an adapter set's ``leave_out``, MAD-X 2.0: the last layer)
+is left as the base computes it: its hooks return ``None`` there. Each adapter of a Stack applies in
+the layers it has, as in AdapterHub, so a set with ``leave_out`` may be stacked with one without.
+
 With no active setup every hook returns ``None``, so the base computation is untouched, and
 ``detach(model)`` removes the hooks and the submodule: the model is then the original, bit for bit.
 The active setup is per model and only changes through ``set_active`` / ``madx.active``.
@@ -18,6 +22,7 @@ The active setup is per model and only changes through ``set_active`` / ``madx.a
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +68,8 @@ class _ResolvedSetup:
     task: AdapterSet | None
 
     def layer_adapters(self, index: int) -> list[nn.Module]:
-        return [s.layers[index] for s in (self.language, self.task) if s is not None]
+        """The active adapters in layer ``index``, language first; none where the sets leave the layer out."""
+        return [s.layers[index] for s in (self.language, self.task) if s is not None and s.layers[index] is not None]
 
     @property
     def invertible(self) -> nn.Module | None:
@@ -193,14 +199,16 @@ def add_adapter(
     kind: str,
     bottleneck_size: int,
     invertible_bottleneck_size: int | None = None,
+    leave_out: Sequence[int] = (),
 ) -> AdapterSet:
-    """Add a freshly initialised adapter set (identity at init) named ``name``."""
+    """Add a freshly initialised adapter set (identity at init) named ``name``, with no adapter in the
+    layers ``leave_out`` names (negative indices count from the last layer)."""
     Stack(name)  # validates the name
     state = attach(model)
     store = get_store(model)
     if name in store.names():
         raise ValueError(f"an adapter named {name!r} is already loaded; delete it first or pick another name")
-    adapter_set = AdapterSet(kind, state.num_layers, state.hidden_size, bottleneck_size, invertible_bottleneck_size)
+    adapter_set = AdapterSet(kind, state.num_layers, state.hidden_size, bottleneck_size, invertible_bottleneck_size, leave_out)
     reference = next(model.parameters())
     adapter_set.to(device=reference.device, dtype=reference.dtype)
     getattr(store, kind)[name] = adapter_set
@@ -210,16 +218,17 @@ def add_adapter(
 def add_language_adapter(
     model: nn.Module, name: str, config: AdapterConfig = AdapterConfig(), invertible: bool = True
 ) -> AdapterSet:
-    """A language adapter (MAD-X: 384 for h=768) and, with ``invertible``, an invertible adapter
-    whose F and G are h/2 -> k -> h/2 (MAD-X: 384 -> 192 -> 384); sizes from ``config``."""
+    """A language adapter (MAD-X: 384 for h=768) in every layer but ``config.leave_out`` and, with
+    ``invertible``, an invertible adapter whose F and G are h/2 -> k -> h/2 (MAD-X: 384 -> 192 -> 384)
+    on the embeddings; sizes from ``config``."""
     hidden = model.config.hidden_size
     invertible_size = config.invertible_size(hidden) if invertible else None
-    return add_adapter(model, name, "language", config.language_size(hidden), invertible_size)
+    return add_adapter(model, name, "language", config.language_size(hidden), invertible_size, config.leave_out)
 
 
 def add_task_adapter(model: nn.Module, name: str, config: AdapterConfig = AdapterConfig()) -> AdapterSet:
-    """A task adapter (MAD-X: 48 for h=768); size from ``config``."""
-    return add_adapter(model, name, "task", config.task_size(model.config.hidden_size))
+    """A task adapter (MAD-X: 48 for h=768) in every layer but ``config.leave_out``; size from ``config``."""
+    return add_adapter(model, name, "task", config.task_size(model.config.hidden_size), leave_out=config.leave_out)
 
 
 def delete_adapter(model: nn.Module, name: str) -> None:

@@ -6,16 +6,60 @@ def test_paper_ner_graph_counts_follow_the_papers_design():
     suite = load_suite("paper-ner", check_paths=False)
     jobs = build_graph(suite)
     langs, seeds = 16, 5
-    # MLM: a language adapter with and one without its invertible adapter per language (MAD-X, MAD-X -INV),
+    # MLM: a language adapter with and one without its invertible adapter per language (MAD-X, MAD-X -INV), the
+    # same two without the last layer's adapter (MAD-X 2.0, MAD-X 2.0 -INV: other adapters, so other jobs),
     # plus full-model MLM per language, shared by MLM-SRC and MLM-TRG
-    mlm = langs * 2 + langs
-    # task: madx, madx-inv, madx-lad-inv, full-ft, mlm-src per source x seed; mlm-trg once per (source, target)
-    task = 5 * langs * seeds + langs * langs
+    mlm = langs * 2 + langs * 2 + langs
+    # task: madx, madx-inv, madx-lad-inv, full-ft, mlm-src, madx2, madx2-inv per source x seed; mlm-trg once per
+    # (source, target)
+    task = 7 * langs * seeds + langs * langs
     # eval: the 16x16 matrix per method and seed; mlm-trg evaluates each pair's model on its target only
-    evaluation = 5 * langs * langs * seeds + langs * langs
+    evaluation = 7 * langs * langs * seeds + langs * langs
     assert count_by_kind(jobs) == {"mlm": mlm, "task": task, "eval": evaluation}
-    assert (mlm, task, evaluation) == (48, 656, 6656)
-    assert len({j.id for j in jobs}) == len(jobs)
+    assert (mlm, task, evaluation) == (80, 816, 9216)
+    assert len(jobs) == 10_112
+    assert len({j.id for j in jobs}) == len(jobs) and len({j.name for j in jobs}) == len(jobs)
+
+
+def test_smoke_and_offline_real_counts(monkeypatch):
+    monkeypatch.delenv("MADX_DATA", raising=False)  # offline-real's text folder decides which adapter jobs exist
+    jobs = build_graph(load_suite("smoke"))
+    langs = 3
+    # MLM per language: adapter+inv, adapter, the two without the last layer, full (NER and QA share them)
+    mlm = langs * 5
+    # NER: 7 methods per source (seed 1), mlm-trg per (source, target); QA: en only, 5 methods
+    task = 7 * langs + langs * langs + 5
+    # NER: 7 methods x 3x3 pairs, mlm-trg one target per pair; QA: 5 methods x 3 targets
+    evaluation = 7 * langs * langs + langs * langs + 5 * langs
+    assert count_by_kind(jobs) == {"prepare": 1, "mlm": mlm, "task": task, "eval": evaluation}
+    assert (1 + mlm + task + evaluation) == len(jobs) == 138
+
+    # offline-real without its data folder here: every language counts as having text (with the shared data,
+    # cdo and xmf have none, and their adapter cells drop out: 56 MLM, 10 task, 100 eval = 166 jobs)
+    jobs = build_graph(load_suite("offline-real", check_paths=False))
+    ner_targets, qa_targets = 16, 3  # qa's targets are among ner's
+    mlm = ner_targets * 4  # 4 adapter modes, no full-model MLM method here
+    task = 6 + 4  # NER: madx, madx-inv, madx-lad-inv, full-ft, madx2, madx2-inv; QA: the 4 adapter methods with MLM
+    evaluation = 6 * ner_targets + 4 * qa_targets
+    assert count_by_kind(jobs) == {"mlm": mlm, "task": task, "eval": evaluation}
+    assert (mlm, task, evaluation) == (64, 10, 108)
+
+
+def test_madx2_has_its_own_language_adapters_and_evaluates_with_them():
+    jobs = build_graph(load_suite("smoke"))
+    by_id = {j.id: j for j in jobs}
+    modes = {j.params["mode"] for j in jobs if j.kind == "mlm" and j.params["language"] == "qu"}
+    assert modes == {"adapter+inv", "adapter", "adapter+inv,leave_out=-1", "adapter,leave_out=-1", "full"}
+    job = next(j for j in jobs if j.name == "eval/ner/en->qu/madx2/seed1")
+    assert {by_id[d].name for d in job.deps} == {"prepare", "ner/en/madx2/seed1", "mlm/qu/adapter+inv,leave_out=-1"}
+    task = by_id[next(d for d in job.deps if by_id[d].kind == "task")]
+    assert {by_id[d].name for d in task.deps} == {"prepare", "mlm/en/adapter+inv,leave_out=-1"}
+    inv = next(j for j in jobs if j.name == "eval/qa/en->sw/madx2-inv/seed1")
+    assert "mlm/sw/adapter,leave_out=-1" in {by_id[d].name for d in inv.deps}
+    # the suite's adapters section is what every method's jobs carry; the variant adds its leave_out when the
+    # runner creates the adapters (bench.execute.adapter_config)
+    madx_task = next(j for j in jobs if j.name == "ner/en/madx/seed1")
+    assert task.params["adapters"] == madx_task.params["adapters"] and "leave_out" not in task.params["adapters"]
 
 
 def test_job_ids_are_stable_and_dependencies_come_first():
@@ -97,5 +141,5 @@ def test_job_ids_of_shipped_suites_did_not_change():
     """Existing run directories must resume: the registry/adapter-config refactor kept every job id."""
     jobs = build_graph(load_suite("smoke"))
     by_name = {j.name: j.id for j in jobs}
-    assert len(jobs) == 100
+    assert len(jobs) == 138  # 100 before MAD-X 2.0 was added; those 100 kept their ids
     assert by_name["mlm/qu/adapter+inv"] == "a884532194734b8718e7"  # the id before the refactor

@@ -83,3 +83,23 @@ def test_status_tells_running_from_stale_and_shows_invalid_results(tmp_path, cap
     assert "1 running" in out and "running  eval/held: running by alive-worker" in out
     assert "stale    eval/stale: stale claim by dead-worker" in out
     assert "invalid  eval/broken: result.json not valid JSON" in out
+
+
+def test_out_of_memory_names_the_batch_size_and_the_peak():
+    import torch
+
+    from bench.graph import Job
+    from bench.worker import out_of_memory
+
+    job = Job.make("task", "ner/en/madx/seed1", {"hyper": {"batch_size": 64}})
+    error = out_of_memory(job, torch.device("cpu"), torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert "ner/en/madx/seed1: out of memory at batch_size 64" in str(error) and "lower the batch size" in str(error)
+
+
+def test_gpu_smoke_has_the_smoke_graph_in_bf16():
+    from bench.graph import build_graph, count_by_kind
+
+    gpu, cpu = load_suite("gpu-smoke"), load_suite("smoke")
+    assert gpu.hyperparameters["runtime"]["mixed_precision"] == "bf16"
+    assert count_by_kind(build_graph(gpu)) == count_by_kind(build_graph(cpu))
+    assert {j.name for j in build_graph(gpu)} == {j.name for j in build_graph(cpu)}

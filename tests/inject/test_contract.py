@@ -12,10 +12,12 @@ import torch
 
 import madx
 from madx import Stack, active
+from madx.inject.model import get_state
+from madx.inject.spec import get_path
 from tests.conftest import randomise, tiny_batch, tiny_model
 
 ARCHS = ["xlm-roberta", "bert"]
-ADAPTER_VARIANTS = ["madx", "madx-inv", "madx-lad-inv"]
+ADAPTER_VARIANTS = ["madx", "madx-inv", "madx-lad-inv", "madx2", "madx2-inv"]
 ROWS = [(arch, head, variant) for arch in ARCHS for head in ("mlm", "ner", "qa") for variant in ADAPTER_VARIANTS]
 
 
@@ -27,9 +29,10 @@ def outputs(model, batch):
 
 def setup_variant(model, variant_name, source="en", task="ner", trained=True):
     variant = madx.get_variant(variant_name)
+    config = variant.adapter_config()  # MAD-X 2.0: leave_out=(-1,)
     if variant.language_adapters:
-        madx.add_language_adapter(model, source, invertible=variant.invertible_adapters)
-    madx.add_task_adapter(model, task)
+        madx.add_language_adapter(model, source, config, invertible=variant.invertible_adapters)
+    madx.add_task_adapter(model, task, config)
     if trained:
         randomise(madx.get_store(model), seed=1)
     return variant, variant.task_setup(source, task)
@@ -74,7 +77,7 @@ def test_task_phase_trains_only_task_adapter_and_head(arch, head, variant_name):
     _train_and_check_base_unchanged(model, setup, exclude=(head_name + ".",))
 
 
-@pytest.mark.parametrize("arch,variant_name", [(a, v) for a in ARCHS for v in ("madx", "madx-inv")])
+@pytest.mark.parametrize("arch,variant_name", [(a, v) for a in ARCHS for v in ("madx", "madx-inv", "madx2", "madx2-inv")])
 def test_mlm_phase_trains_only_language_adapter(arch, variant_name):
     model = tiny_model(arch, "mlm")
     variant, _ = setup_variant(model, variant_name)
@@ -120,6 +123,73 @@ def test_save_load_reproduces_outputs(tmp_path, arch, head, variant_name):
         assert madx.load_adapter(fresh, tmp_path / name) == name
     with active(fresh, setup):
         assert torch.equal(outputs(fresh, batch), expected)
+
+
+def _layer_calls(model, indices):
+    """Record (args, kwargs, output) of the transformer layers ``indices`` on the next forward."""
+    modules = get_path(model.base_model, get_state(model).spec.layers)
+    calls, handles = {}, []
+    for index in indices:
+        def hook(module, args, kwargs, output, index=index):
+            calls[index] = (module, args, dict(kwargs), output)
+        handles.append(modules[index].register_forward_hook(hook, with_kwargs=True))
+    return calls, handles
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+@pytest.mark.parametrize("arch,head,variant_name", [(a, h, v) for a in ARCHS for h in ("mlm", "ner") for v in ("madx2", "madx2-inv")])
+def test_left_out_layer_computes_exactly_what_the_base_layer_computes(arch, head, variant_name):
+    """MAD-X 2.0: no adapter in the last layer, so on the same input it returns the base layer's output bit for
+    bit; the other layers are adapted."""
+    model = tiny_model(arch, head)
+    _, setup = setup_variant(model, variant_name)
+    store = madx.get_store(model)
+    assert all(store.get(name).layers[-1] is None for name in setup) and all(store.get(name).layers[0] is not None for name in setup)
+    calls, handles = _layer_calls(model, [0, model.config.num_hidden_layers - 1])
+    with active(model, setup):
+        outputs(model, tiny_batch())
+    for handle in handles:
+        handle.remove()
+    (first, args0, kwargs0, adapted0), (last, args1, kwargs1, adapted1) = calls[0], calls[model.config.num_hidden_layers - 1]
+    with torch.no_grad():  # the same inputs through the plain layers
+        base0, base1 = _first(first(*args0, **kwargs0)), _first(last(*args1, **kwargs1))
+    assert torch.equal(_first(adapted1), base1), "the left-out layer must compute exactly what the base layer computes"
+    assert not torch.allclose(_first(adapted0), base0), "the other layers carry adapters"
+
+
+def test_leave_out_leaves_the_invertible_adapter_alone():
+    model = tiny_model("xlm-roberta", "mlm")
+    madx.add_language_adapter(model, "qu", madx.get_variant("madx2").adapter_config())
+    randomise(madx.get_store(model), seed=8)
+    batch = tiny_batch()
+    embeddings = model.base_model.embeddings
+    with torch.no_grad():
+        plain = embeddings(input_ids=batch["input_ids"])
+        with active(model, Stack("qu")):
+            adapted = embeddings(input_ids=batch["input_ids"])
+    assert torch.allclose(adapted, madx.get_store(model).get("qu").invertible(plain), atol=1e-6)
+
+
+def test_a_set_with_leave_out_stacks_with_one_without():
+    """Each adapter applies in the layers it has: a MAD-X language adapter under a MAD-X 2.0 task adapter gives
+    the last layer the language adapter alone."""
+    model = tiny_model("xlm-roberta", "ner")
+    madx.add_language_adapter(model, "en")
+    madx.add_task_adapter(model, "ner", madx.get_variant("madx2").adapter_config())
+    randomise(madx.get_store(model), seed=4)
+    last = model.config.num_hidden_layers - 1
+    calls, handles = _layer_calls(model, [last])
+    with active(model, Stack("en", "ner")):
+        expected = outputs(model, tiny_batch())
+    handles[0].remove()
+    module, args, kwargs, output = calls[last]
+    with active(model, Stack("en")), torch.no_grad():  # the language adapter alone, on the same input
+        assert torch.equal(_first(module(*args, **kwargs)), _first(output))
+    with active(model, Stack("en")):
+        assert not torch.allclose(outputs(model, tiny_batch()), expected), "the earlier layers carry the task adapter"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
