@@ -83,36 +83,6 @@ def run_validate(args) -> int:
     return 0
 
 
-def estimate(suite, jobs) -> dict:
-    """Training tokens per job kind from the hyperparameters, and GPU-hours at a given throughput."""
-    from bench.graph import count_by_kind
-    from madx.tasks.registry import get_task
-
-    tokens = {"mlm": 0, "task": 0}
-    for job in jobs:
-        if job.kind == "mlm":
-            m = job.params["mlm"]
-            tokens["mlm"] += m["steps"] * m["batch_size"] * m["max_seq_length"]
-        elif job.kind == "task":
-            h, spec = job.params["hyper"], get_task(job.params["task"])
-            examples = spec.assumed_train_examples(job.params["source"])
-            cap = spec.train_cap(h)
-            examples = min(examples, cap) if cap else examples
-            tokens["task"] += h["epochs"] * examples * spec.assumed_tokens_per_example
-    return {"counts": dict(count_by_kind(jobs)), "training_tokens": tokens}
-
-
-def _size_assumptions(suite) -> str:
-    from madx.tasks.registry import get_task
-
-    parts = []
-    for task in suite.tasks:
-        spec = get_task(task)
-        sizes = sorted({spec.assumed_train_examples(source) for source in suite.sources[task]}, reverse=True)
-        parts.append(f"{task}: {'/'.join(f'{n:,}' for n in sizes)} training examples x {spec.assumed_tokens_per_example} tokens")
-    return "; ".join(parts)
-
-
 def run_plan(args) -> int:
     from bench.calibrate import DataSizes, calibrate, job_work, model_config, plan_suite, rate_keys, render_plan
     from bench.graph import build_graph
@@ -160,7 +130,8 @@ def run_run(args) -> int:
     from bench.devices import DeviceError
     from bench.progress import RunView
     from bench.suite import SuiteError, load_suite
-    from bench.worker import StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle, run_worker, worker_identity
+    from bench.worker import (PrecisionUnsupported, StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle,
+                              run_worker, worker_identity)
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -184,7 +155,7 @@ def run_run(args) -> int:
         print(f"stopped by {stop}: the job in hand was released and will run again; finished jobs are kept",
               file=sys.stderr)
         return 128 + stop.signum
-    except (StorageFull, SuiteMismatch, DeviceError) as error:
+    except (StorageFull, SuiteMismatch, DeviceError, PrecisionUnsupported) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

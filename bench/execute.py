@@ -25,7 +25,7 @@ from madx.phases import MLMData, evaluate_task, prepare_task_data, train_full_ml
 from madx.runtime import Runtime
 from madx.tasks.registry import get_task, task_names
 from madx.train import TrainConfig
-from madx.variants import get_variant
+from madx.variants import get_variant, mlm_variant
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,20 @@ class JobContext:
         self._models: dict[tuple[str, str], torch.nn.Module] = {}
         self._tokenizers: dict[str, Any] = {}
         self._finetuned: tuple[str, torch.nn.Module] | None = None  # the last full-model task job's model
+        # (task, test file, language, tokenizer path, max_length, cap) -> (examples, features): a target's test set
+        # is read and tokenised once per worker, not once per method x source x seed (bench.perf.eval_overhead)
+        self._test_sets: dict[tuple, tuple[Any, Any]] = {}
+
+    def test_set(self, job, task: str, language: str, tokenizer_path: str, max_length: int, cap) -> tuple[Any, Any]:
+        """The task's test examples for ``language`` (at most ``cap``) and their features, cached."""
+        spec = get_task(task)
+        key = (task, str(spec.data_file(self.task_data_fields(job, task), language, "test")), language, tokenizer_path,
+               max_length, cap)
+        if key not in self._test_sets:
+            examples = _limit(_load_task_data(job, self, task, language, "test"), cap)
+            features = prepare_task_data(task, examples, self.tokenizer(tokenizer_path), train=False, max_length=max_length)
+            self._test_sets[key] = (examples, features)
+        return self._test_sets[key]
 
     # -- resolution of dependencies ---------------------------------------------------------
     def dep(self, job, kind: str, **match) -> Any:
@@ -157,7 +171,7 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     p = job.params
     path = ctx.base_model_dir(job)
     tokenizer = ctx.tokenizer(path)
-    hyper, adapters = p["mlm"], p["adapters"]
+    hyper = p["mlm"]
     corpus = Path(ctx.text_root(job)) / f"{p['language']}.txt"
     if not corpus.exists():
         raise FileNotFoundError(f"{job.name}: no MLM text for language {p['language']!r} at {corpus}")
@@ -177,15 +191,21 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         torch.manual_seed(seed)
         config = _train_config(hyper, hyper["lr_adapters"], hyper["batch_size"], seed, steps=hyper["steps"])
         out = train_language_adapter(model, p["language"], corpus, tokenizer, config, ctx.runtime,
-                                     invertible=p["mode"] == "adapter+inv",
-                                     adapters=AdapterConfig.from_dict(adapters),
-                                     data=data, writer=writer, progress=report)
+                                     invertible=mlm_variant(p["mode"]).invertible_adapters,
+                                     adapters=adapter_config(job), data=data, writer=writer, progress=report)
         madx.save_adapter(model, p["language"], workspace / "adapter")
         madx.detach(model)
     if writer is not None:
         writer.close()
     return {"metrics": {"loss": out["dev"]["loss"], "perplexity": out["dev"]["perplexity"]}, "train": out["train"],
             "cost": _cost(out["train"], ctx.runtime)}
+
+
+def adapter_config(job) -> AdapterConfig:
+    """The adapters a job creates: the suite's ``adapters`` section with the method's own settings put over it
+    (MAD-X 2.0: ``leave_out``). The one place they are merged; an MLM job names its mode, not a method."""
+    variant = mlm_variant(job.params["mode"]) if job.kind == "mlm" else get_variant(job.params["method"])
+    return variant.adapter_config(job.params["adapters"])
 
 
 def _load_task_data(job, ctx: JobContext, task: str, language: str, split: str):
@@ -235,7 +255,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         setup = variant.task_setup(source, task)
         torch.manual_seed(seed)
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, setup, task_adapter=task,
-                         adapters=AdapterConfig.from_dict(p["adapters"]), max_length=hyper["max_length"], writer=writer, progress=report)
+                         adapters=adapter_config(job), max_length=hyper["max_length"], writer=writer, progress=report)
         madx.save_adapter(model, task, workspace / "task_adapter")
         madx.detach(model)
     else:
@@ -251,13 +271,32 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
 
 
 def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
+    """Evaluate a task setup on the target language's test set.
+
+    Besides the metrics, the job keeps its per-example results in its artifacts, for the report's
+    paired bootstrap (``bench.report.significance``): ``predictions.npz`` (``bench.report.predictions``
+    reads and writes it) with one array per column (NER: each sentence's entity counts tp, fp, fn;
+    QA: each question's F1 and EM) and which test set they are for. A task whose evaluate function
+    takes no ``per_example`` keyword writes none.
+    """
+    import inspect
+
+    from bench.report.predictions import PREDICTIONS_FILE, write_predictions  # numpy only, no plotting
+
     p = job.params
     task, method, target, seed, hyper = p["task"], p["method"], p["target"], p["seed"], p["hyper"]
     variant = get_variant(method)
+    spec = get_task(task)
     tokenizer = ctx.tokenizer(ctx.base_model_dir(job))
-    examples = _limit(_load_task_data(job, ctx, task, target, "test"), get_task(task).eval_cap(hyper))
-    features = prepare_task_data(task, examples, tokenizer, train=False, max_length=hyper["max_length"])
+    examples, features = ctx.test_set(job, task, target, ctx.base_model_dir(job), hyper["max_length"], spec.eval_cap(hyper))
     task_dir = ctx.store.artifacts(ctx.dep(job, "task").id)
+    per_example = "per_example" in inspect.signature(spec.evaluate).parameters
+
+    def evaluate(model) -> dict[str, Any]:
+        if per_example:
+            return spec.evaluate(model, examples, features, tokenizer, ctx.runtime, per_example=True)
+        return evaluate_task(task, model, examples, features, tokenizer, ctx.runtime)
+
     start = time.perf_counter()
     if variant.uses_adapters:
         model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
@@ -265,14 +304,17 @@ def run_eval(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
             _load_language_adapter(job, ctx, model, variant, target)
         madx.load_adapter(model, task_dir / "task_adapter")
         with madx.active(model, variant.eval_setup(target, task)):
-            metrics = evaluate_task(task, model, examples, features, tokenizer, ctx.runtime)
+            metrics = evaluate(model)
         madx.detach(model)
     else:
         path = str(task_dir / "model")
         if ctx._finetuned is None or ctx._finetuned[0] != path:  # one per worker: evals of a model come together
             ctx._finetuned = (path, load_model(path, task).to(ctx.runtime.device))
-        metrics = evaluate_task(task, ctx._finetuned[1], examples, features, tokenizer, ctx.runtime)
+        metrics = evaluate(ctx._finetuned[1])
     wall = time.perf_counter() - start
+    examples_out = metrics.pop("per_example", None)
+    if examples_out is not None:
+        write_predictions(workspace / PREDICTIONS_FILE, task, examples_out)
     writer = ctx.writer(job)
     if writer is not None:
         for key, value in metrics.items():

@@ -114,6 +114,24 @@ def average(values: Iterable[Value], labels: Iterable[str] | None = None) -> Val
     )
 
 
+def difference(a: Value, b: Value) -> Value:
+    """a − b: the difference of the means; per seed, and the sample std of those differences, when both
+    have the same seeds (pairing seed s of one method with seed s of the other, as averages pair components)."""
+    if a.missing or b.missing:
+        return MISSING
+    per_seed = None
+    std = None
+    if a.per_seed is not None and b.per_seed is not None and set(a.per_seed) == set(b.per_seed):
+        per_seed = {s: a.per_seed[s] - b.per_seed[s] for s in sorted(a.per_seed, key=_seed_sort_key)}
+        if len(per_seed) >= 2:
+            std = statistics.stdev(per_seed.values())
+    return Value(
+        mean=a.mean - b.mean, std=std,
+        n_seeds_min=min(a.n_seeds_min, b.n_seeds_min), n_seeds_max=max(a.n_seeds_max, b.n_seeds_max),
+        per_seed=per_seed, n_parts=max(a.n_parts, b.n_parts), parts=a.parts if a.parts == b.parts else (),
+    )
+
+
 @dataclass(frozen=True)
 class CellWarning:
     key: CellKey
@@ -189,6 +207,7 @@ __all__ = [
     "MISSING",
     "Value",
     "average",
+    "difference",
     "eval_cells",
     "leaf_value",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report.load import ResultStore, load_store
-from bench.report.plots import Heatmap, ner_heatmaps
+from bench.report.plots import Heatmap, ner_heatmaps, qa_heatmaps
 from bench.report.tables import Tables, build_tables
 
 PLOTS_DIR = "plots"
@@ -38,7 +38,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, plots: 
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
     store = load_store(run_dir)
     tables = build_tables(store)
-    heatmaps = ner_heatmaps(tables.ner_f1, out_dir / PLOTS_DIR if plots else None)
+    plots_dir = out_dir / PLOTS_DIR if plots else None
+    heatmaps = ner_heatmaps(tables.ner_f1, plots_dir, tables.pair_comparisons)
+    heatmaps += qa_heatmaps({"f1": tables.qa_f1, "exact_match": tables.qa_em}, plots_dir, tables.pair_comparisons)
     return Report(run_dir, out_dir, store, tables, tuple(heatmaps))
 
 

@@ -3,7 +3,9 @@
 Reads RUN_DIR/jobs/*/result.json and run.json (through bench.results) and writes, under --out
 (default RUN_DIR/report): report.md, report.html (self-contained, heatmaps embedded),
 report.json and plots/*.png. Tables 2, 3 and 5 show our mean ± std over seeds beside the paper's
-number and the difference; Table 4 the parameters each method adds; then cost and provenance.
+number and the difference (the paper's number alone, as a reference, when the run's base model is not
+XLM-R base), and MAD-X against each baseline with a 95 % paired-bootstrap interval over the test
+examples; Table 4 the parameters each method adds; then heatmaps, cost and provenance.
 
     madx bench report runs/smoke
     madx bench report runs/smoke --out reports/smoke --format md

@@ -10,6 +10,7 @@ import math
 from bench.report.aggregate import Value
 
 MISSING_TEXT = "—"
+NOT_SIGNIFICANT = "n.s."  # a difference whose confidence interval includes 0
 
 
 def fmt(x: float | None, digits: int = 1) -> str:
@@ -34,9 +35,27 @@ def fmt_paper(x: float | None) -> str:
 
 
 def fmt_value(v: Value, digits: int = 1) -> str:
+    """mean ± std over seeds; a single seed shows the mean alone, unequal seeds "± n/a"."""
     if v.mean is None:
         return MISSING_TEXT
+    if v.std is None and v.n_seeds_max <= 1:
+        return fmt(v.mean, digits)
     return f"{fmt(v.mean, digits)} ± {fmt(v.std, digits) if v.std is not None else 'n/a'}"
+
+
+def fmt_diff_value(v: Value, digits: int = 1) -> str:
+    """A difference over seeds: signed mean ± std, as fmt_value shows a mean."""
+    if v.mean is None:
+        return MISSING_TEXT
+    if v.std is None and v.n_seeds_max <= 1:
+        return fmt_diff(v.mean, digits)
+    return f"{fmt_diff(v.mean, digits)} ± {fmt(v.std, digits) if v.std is not None else 'n/a'}"
+
+
+def fmt_interval(low: float | None, high: float | None, digits: int = 1) -> str:
+    if low is None or high is None:
+        return MISSING_TEXT
+    return f"[{fmt_diff(low, digits)}, {fmt_diff(high, digits)}]"
 
 
 def fmt_int(x: int | None) -> str:
@@ -76,5 +95,5 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-__all__ = ["MISSING_TEXT", "fmt", "fmt_bytes", "fmt_count", "fmt_diff", "fmt_int", "fmt_paper", "fmt_rate",
-           "fmt_seconds", "fmt_value", "plural"]
+__all__ = ["MISSING_TEXT", "NOT_SIGNIFICANT", "fmt", "fmt_bytes", "fmt_count", "fmt_diff", "fmt_diff_value", "fmt_int", "fmt_interval",
+           "fmt_paper", "fmt_rate", "fmt_seconds", "fmt_value", "plural"]

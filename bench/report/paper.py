@@ -36,6 +36,12 @@ TABLE_KEYS: dict[str, str] = {
     "table5": "table5_ner_f1_zero_shot_from_en",
 }
 
+# The base model every paper number is for (Table 4's "XLM-R Base (270M)").
+PAPER_BASE_MODEL = "xlm-roberta-base"
+# The paper's figures of differences (MAD-X minus a baseline, per source and target): baseline, figure.
+DIFF_FIGURES: tuple[tuple[str, str], ...] = (("full-ft", "Figure 3"), ("mlm-trg", "Figure 4"), ("madx-inv", "Figure 5"))
+UNSEEN_MARK = "†"  # after a language unseen by XLM-R, wherever a language is shown
+
 PAPER_SETTING = (
     "Paper numbers are XLM-R base (270M parameters) with language adapters and MLM trained on Wikipedia "
     "(250k steps, batch 64); NER is WikiANN (Rahimi et al. splits), mean of 5 seeds (XLM-R MLM-TRG: 1 run); "
@@ -159,6 +165,28 @@ def seen_split_note() -> str:
     return TABLE2_SEEN_SPLIT_NOTE
 
 
+def is_paper_base_model(name: str | None) -> bool:
+    """Is the run's base model the paper's (XLM-R base)? A hub name, ``org/xlm-roberta-base`` or a local
+    directory of that name; a tiny random model, another model or no name at all is not."""
+    if not name:
+        return False
+    return name.rstrip("/").rsplit("/", 1)[-1].lower() == PAPER_BASE_MODEL
+
+
+def is_unseen(code: str) -> bool:
+    """A language unseen by XLM-R, as Table 2's dashed line splits them (jv seen); unknown codes: not marked."""
+    try:
+        _, unseen = split_seen_unseen([code], by="table2")
+    except KeyError:
+        return False
+    return bool(unseen)
+
+
+def language_label(code: str) -> str:
+    """A language as the report shows it everywhere: the code, with † when XLM-R has not seen it."""
+    return f"{code}{UNSEEN_MARK}" if is_unseen(code) else code
+
+
 def ner_language_order() -> tuple[str, ...]:
     return NER_LANGUAGES
 
@@ -172,12 +200,17 @@ def hyperparameters() -> dict[str, Any]:
 
 
 __all__ = [
+    "DIFF_FIGURES",
     "METHOD_ORDER",
+    "PAPER_BASE_MODEL",
     "PAPER_ROW_KEYS",
     "PAPER_SETTING",
     "added_parameters",
     "columns",
     "hyperparameters",
+    "is_paper_base_model",
+    "is_unseen",
+    "language_label",
     "method_display_name",
     "method_sort_key",
     "missing_reason",
@@ -187,6 +220,7 @@ __all__ = [
     "seen_split",
     "seen_split_note",
     "subset_mean",
+    "UNSEEN_MARK",
     "value",
     "xquad_language_order",
 ]

@@ -4,9 +4,15 @@
   16), per method; seen/unseen targets split as Table 2's dashed line.
 * Table 5: NER F1 from English per target language, per method.
 * Table 3: XQuAD F1 and EM from English per language, per method.
-* Table 4: parameters each adapter variant adds.
+* Table 4: parameters each adapter variant adds, and the base model's own size.
 * Cost per job kind and per table (a table's jobs: its eval jobs and everything they depend on),
   and provenance (run.json, plus what the results themselves record).
+
+* MAD-X against each baseline in Tables 2, 5 and 3: differences with their paired bootstrap
+  (``comparisons.py``), and per (source, target) pair for the heatmaps.
+
+When the run's base model is not the paper's (XLM-R base), the paper's numbers stay in the tables as a
+reference but no difference to them is computed (``Cell.comparable``; ``Tables.paper_comparable``).
 
 Results are read through ``bench.results`` (``bench.report.load``). Nothing here formats text; the
 layout (``layout.py``) does. A missing number is ``None`` (shown as "—"), never 0. Derived numbers
@@ -24,6 +30,8 @@ from typing import Any
 
 from bench.report import paper
 from bench.report.aggregate import MISSING, CellWarning, EvalCells, Value, average, eval_cells
+from bench.report.comparisons import (Comparer, Comparison, PairKey, SignificanceTable, pair_comparisons,
+                                      significance_table)
 from bench.report.load import JOB_KINDS, ResultStore
 from bench.results import SCHEMA_VERSION, JobResult, RunInfo
 from madx.variants import MLM_MODES, VARIANTS
@@ -36,11 +44,12 @@ class Cell:
     ours: Value
     paper: float | None
     paper_note: str | None = None  # why the paper number is missing, or how it was derived
-    diff: float | None = field(init=False)  # ours - paper (None when either is missing)
+    comparable: bool = True  # our base model is the paper's; otherwise the paper number is a reference only
+    diff: float | None = field(init=False)  # ours - paper (None when either is missing, or not comparable)
 
     def __post_init__(self) -> None:
-        diff = None if self.ours.mean is None or self.paper is None else self.ours.mean - self.paper
-        object.__setattr__(self, "diff", diff)
+        missing = self.ours.mean is None or self.paper is None or not self.comparable
+        object.__setattr__(self, "diff", None if missing else self.ours.mean - self.paper)
 
 
 EMPTY_CELL = Cell(MISSING, None)
@@ -70,6 +79,7 @@ class ComparisonTable:
     seen: frozenset[str] = frozenset()  # targets on the seen side (empty: no split shown)
     parts_label: str | None = None  # what Value.parts of a language cell lists ("sources")
     notes: tuple[str, ...] = ()
+    paper_reference_only: bool = False  # the run's base model is not the paper's: no differences to the paper
 
     def row(self, method: str) -> Row | None:
         return next((r for r in self.rows if r.method == method), None)
@@ -115,7 +125,7 @@ def _paper_summary(table: str, method: str, targets: tuple[str, ...], metric: st
 def _comparison_table(
     *, table_id: str, paper_table: str, title: str, caption: str, metric: str,
     values: Mapping[tuple[str, str], Value], methods: Iterable[str], seen_split: bool,
-    parts_label: str | None, notes: Iterable[str] = (),
+    parts_label: str | None, notes: Iterable[str] = (), comparable: bool = True,
 ) -> ComparisonTable:
     """values: (method, target) -> Value. Builds rows with paper numbers, differences and summary columns."""
     paper_columns = paper.columns(paper_table)
@@ -134,20 +144,20 @@ def _comparison_table(
         cells: dict[str, Cell] = {}
         for target in columns:
             ours = values.get((method, target), MISSING)
-            cells[target] = Cell(ours, paper.value(paper_table, method, target, metric), missing)
+            cells[target] = Cell(ours, paper.value(paper_table, method, target, metric), missing, comparable)
         for name, cols in summaries:
             ours = average([cells[c].ours for c in cols], labels=cols)
             paper_value, note = _paper_summary(paper_table, method, ours.parts, metric, paper_columns)
-            cells[name] = Cell(ours, paper_value, note)
+            cells[name] = Cell(ours, paper_value, note, comparable)
         rows.append(Row(method, paper.method_display_name(method), cells, missing))
     return ComparisonTable(
         id=table_id, paper_table=paper_table, title=title, caption=caption, metric=metric,
         columns=columns, summary_columns=tuple(name for name, _ in summaries), rows=tuple(rows),
-        seen=seen, parts_label=parts_label, notes=tuple(notes),
+        seen=seen, parts_label=parts_label, notes=tuple(notes), paper_reference_only=not comparable,
     )
 
 
-def table2(ner_f1: EvalCells) -> ComparisonTable:
+def table2(ner_f1: EvalCells, comparable: bool = True) -> ComparisonTable:
     """NER F1 per target, averaged over all source languages present (per method and target)."""
     values: dict[tuple[str, str], Value] = {}
     methods = ner_f1.methods("ner")
@@ -161,13 +171,13 @@ def table2(ner_f1: EvalCells) -> ComparisonTable:
         f"(this run: {len(all_sources)} source language{'s' if len(all_sources) != 1 else ''}: "
         f"{', '.join(all_sources) or 'none'}); the paper averages over all 16. Our averages over fewer "
         "sources are not directly comparable with the paper's.",
-        "std: sample std (ddof=1) across seeds of the per-seed average; n/a when fewer than 2 seeds or when "
-        "the averaged cells do not share the same seeds.",
+        "std: sample std (ddof=1) across seeds of the per-seed average; n/a when the averaged cells do not share "
+        "the same seeds (a single seed shows the mean alone).",
         "Seen / unseen: " + paper.seen_split_note(),
     ]
     return _comparison_table(
         table_id="table2", paper_table="table2", metric="f1", methods=methods, values=values, seen_split=True,
-        parts_label="sources",
+        parts_label="sources", comparable=comparable,
         title="Table 2 — NER F1 per target language, averaged over source languages",
         caption="WikiANN NER F1 (%) when transferring to each target language (columns), averaged over the "
                 "source languages; seen-by-XLM-R targets first, unseen after.",
@@ -175,27 +185,27 @@ def table2(ner_f1: EvalCells) -> ComparisonTable:
     )
 
 
-def table5(ner_f1: EvalCells) -> ComparisonTable:
+def table5(ner_f1: EvalCells, comparable: bool = True) -> ComparisonTable:
     """NER F1 from English to each target (zero-shot from en), per method."""
     values = {(m, t): ner_f1.get("ner", m, "en", t) for m in ner_f1.methods("ner") for t in ner_f1.targets("ner", m, "en")}
     methods = {m for (m, _) in values}
     return _comparison_table(
         table_id="table5", paper_table="table5", metric="f1", methods=methods, values=values, seen_split=True,
-        parts_label=None,
+        parts_label=None, comparable=comparable,
         title="Table 5 — NER F1 from English per target language",
         caption="WikiANN NER F1 (%) with English as the source language, per target language.",
         notes=["The paper's Table 5 also has an mBERT row; madx-bench has no mBERT method, so it is not shown."],
     )
 
 
-def table3(qa: EvalCells, metric: str) -> ComparisonTable:
+def table3(qa: EvalCells, metric: str, comparable: bool = True) -> ComparisonTable:
     """XQuAD F1 or EM from English per target language, per method."""
     values = {(m, t): qa.get("qa", m, "en", t) for m in qa.methods("qa") for t in qa.targets("qa", m, "en")}
     methods = {m for (m, _) in values}
     label = {"f1": "F1", "exact_match": "EM"}[metric]
     return _comparison_table(
         table_id=f"table3-{'f1' if metric == 'f1' else 'em'}", paper_table="table3", metric=metric, methods=methods,
-        values=values, seen_split=False, parts_label=None,
+        values=values, seen_split=False, parts_label=None, comparable=comparable,
         title=f"Table 3 — XQuAD {label} from English per language",
         caption=f"XQuAD {label} (%) with English (SQuAD) as the training language, per evaluation language.",
         notes=["The paper reports Table 3 for XLM-R, MAD-X –INV and MAD-X only; other methods have no paper number."],
@@ -269,10 +279,12 @@ class ParamsTable:
     arch: str | None  # base model as found in the suite / run
     arch_source: str | None  # where it was found
     computed: bool  # parameter_table(arch) used (arch is a built-in preset)
-    base_params: int | None  # counted from the architecture (computed) or recorded total (max)
+    base_params: int | None  # the base model's own size (no head, no adapter); None: not known
     rows: tuple[ParamsRow, ...]  # computed (empty when the base model is not a preset)
     recorded: tuple[RecordedParams, ...] = ()
     notes: tuple[str, ...] = ()
+    base_params_source: str | None = None  # how base_params was found
+    paper_comparable: bool = True  # the base model is the paper's: differences to Table 4 mean something
 
 
 def _model_name(model: Any) -> str | None:
@@ -319,10 +331,44 @@ def mlm_methods(result: JobResult) -> tuple[str, ...]:
     return MLM_MODE_METHODS.get(str(result.job.params.get("mode")), ())
 
 
+def recorded_base_parameters(store: ResultStore) -> tuple[int | None, str | None]:
+    """The base model's size as the runs recorded it, and how it was found (None, None: not recorded).
+
+    An adapter task job trains only its task adapter and head, so ``total − trainable`` of its cost is
+    what stays frozen: the base model, plus, for MAD-X and MAD-X –INV, the source language's adapter,
+    whose size is that language's MLM job's ``trainable_params``. MAD-X –LAD –INV loads none."""
+    language_adapters: dict[tuple[str, str], int] = {}
+    for r in store.by_kind("mlm"):
+        language = r.job.params.get("language")
+        if isinstance(r.cost.trainable_params, int) and isinstance(language, str):
+            for method in mlm_methods(r):
+                language_adapters[(method, language)] = r.cost.trainable_params
+    frozen: dict[str, list[int]] = defaultdict(list)
+    for r in store.by_kind("task"):
+        method, total, trainable = r.job.method, r.cost.total_params, r.cost.trainable_params
+        if method not in ADAPTER_METHODS or not isinstance(total, int) or not isinstance(trainable, int):
+            continue
+        adapter = 0 if method == "madx-lad-inv" else language_adapters.get((method, str(r.job.params.get("source"))))
+        if adapter is not None:
+            frozen[method].append(total - trainable - adapter)
+    for method in ("madx-lad-inv", "madx-inv", "madx"):
+        if frozen[method]:
+            counts = Counter(frozen[method])
+            base, n = counts.most_common(1)[0]
+            how = (f"recorded: total − trainable parameters of the {paper.method_display_name(method)} task jobs"
+                   + (" less the language adapter" if method != "madx-lad-inv" else "")
+                   + " (what stays frozen: the base model without heads)")
+            if len(counts) > 1:
+                how += f"; {n} of {len(frozen[method])} jobs agree, the others record {', '.join(f'{v:,}' for v in sorted(counts) if v != base)}"
+            return base, how
+    return None, None
+
+
 def table4(store: ResultStore) -> ParamsTable:
     from madx.params import ARCH_PRESETS
 
     arch, where = find_base_model(store)
+    comparable = paper.is_paper_base_model(arch)
     mlm: dict[str, list] = defaultdict(list)
     task: dict[tuple[str, str], list] = defaultdict(list)
     total: dict[tuple[str, str], list] = defaultdict(list)
@@ -342,11 +388,11 @@ def table4(store: ResultStore) -> ParamsTable:
                 method, paper.method_display_name(method), t, Spread.of(mlm.get(method, [])),
                 Spread.of(task.get((method, t), [])), Spread.of(total.get((method, t), []))))
     rows = []
-    base = None
+    base, base_source = None, None
     if arch in ARCH_PRESETS:
         for c in _parameter_rows(arch):
             p = paper.added_parameters(c.variant)
-            base = c.base
+            base, base_source = c.base, f"counted from the architecture (madx.params.parameter_table({arch!r}))"
             rows.append(ParamsRow(
                 method=c.variant, name=paper.method_display_name(c.variant), computed_added=c.added,
                 computed_added_with_bias=c.added_with_bias, computed_pct_of_paper_base=c.percent_of_paper_base,
@@ -356,10 +402,12 @@ def table4(store: ResultStore) -> ParamsTable:
             ))
         rows.sort(key=lambda r: paper.method_sort_key(r.method))
     if base is None:
-        totals = [r.total_params.high for r in recorded if r.total_params.high is not None]
-        base = max(totals) if totals else None
+        base, base_source = recorded_base_parameters(store)
     notes = ["The paper counts adapter weight matrices only (no biases, no task head) and divides by 270M; "
              "'% of 270M' is truncated to two decimals as in the paper."]
+    if not comparable:
+        notes.append(f"The paper's counts are for XLM-R base; this run's base model is {_base_phrase(arch)}, so they are "
+                     "shown for reference only, without differences.")
     if rows:
         notes.append(f"Computed with madx.params.parameter_table({arch!r}) (base model from {where}).")
     else:
@@ -368,8 +416,13 @@ def table4(store: ResultStore) -> ParamsTable:
     if recorded:
         notes.append("Recorded: the runs' own counts (cost.trainable_params), per task (the task heads differ). They "
                      "include biases and the task head. 'added' = one language's MLM-job trainables + one task job's "
-                     "(adapter methods only; the baselines train the whole model).")
-    return ParamsTable(arch, where, bool(rows), base, tuple(rows), tuple(recorded), tuple(notes))
+                     "(adapter methods only; the baselines train the whole model); '% of base' = added / the base "
+                     "model's parameters above.")
+    return ParamsTable(arch, where, bool(rows), base, tuple(rows), tuple(recorded), tuple(notes), base_source, comparable)
+
+
+def _base_phrase(arch: str | None) -> str:
+    return f"`{arch}`" if arch else "not named in the run"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,6 +440,7 @@ class CostRow:
     devices: tuple[str, ...]
     n_without_cost: int = 0  # jobs missing a cost field (their share is not in the sums)
     n_deps_missing: int = 0  # dependencies with no result in the store (per-table rows)
+    missing_fields: Mapping[str, int] = field(default_factory=dict)  # cost field -> jobs that do not record it
     tokens_per_s: float | None = field(init=False)  # tokens / wall_s
 
     def __post_init__(self) -> None:
@@ -400,16 +454,22 @@ def _number(x: Any) -> float | None:
     return float(x)
 
 
+COST_FIELDS = ("tokens", "wall_s", "device_hours", "peak_memory_bytes")  # what the cost tables sum (or take the max of)
+
+
 def cost_row(label: str, jobs: Iterable[JobResult], n_deps_missing: int = 0) -> CostRow:
     jobs = sorted(jobs, key=lambda r: r.job.id)
     sums: dict[str, list[float]] = defaultdict(list)
     incomplete = 0
+    missing: Counter = Counter()
     for r in jobs:
-        values = {k: _number(getattr(r.cost, k)) for k in ("tokens", "wall_s", "device_hours", "peak_memory_bytes")}
+        values = {k: _number(getattr(r.cost, k)) for k in COST_FIELDS}
         incomplete += any(v is None for v in values.values())
         for k, v in values.items():
             if v is not None:
                 sums[k].append(v)
+            else:
+                missing[k] += 1
     return CostRow(
         label=label, n_jobs=len(jobs),
         tokens=int(math.fsum(sums["tokens"])) if sums["tokens"] else None,
@@ -418,6 +478,7 @@ def cost_row(label: str, jobs: Iterable[JobResult], n_deps_missing: int = 0) -> 
         peak_memory_bytes=int(max(sums["peak_memory_bytes"])) if sums["peak_memory_bytes"] else None,
         devices=tuple(sorted({r.cost.device for r in jobs if r.cost.device})),
         n_without_cost=incomplete, n_deps_missing=n_deps_missing,
+        missing_fields={k: missing[k] for k in COST_FIELDS if missing[k]},
     )
 
 
@@ -574,24 +635,46 @@ class Tables:
     provenance: ProvenanceSummary
     notes: tuple[str, ...]  # passed through from run.json
     cell_warnings: tuple[CellWarning, ...] = field(default_factory=tuple)
+    base_model: str | None = None  # the run's base model (find_base_model), None: not named
+    base_model_source: str | None = None
+    paper_comparable: bool = True  # the base model is the paper's (XLM-R base): differences to the paper are shown
+    # MAD-X against each baseline, per comparison table (comparisons.py): differences with their bootstrap
+    significance: tuple[SignificanceTable, ...] = field(default_factory=tuple)
+    # the same per (task, metric, baseline, source, target), for the heatmaps of differences
+    pair_comparisons: Mapping[PairKey, Comparison] = field(default_factory=dict)
+    prediction_problems: Mapping[str, str] = field(default_factory=dict)  # predictions files that cannot be used
 
     def comparison(self, table_id: str) -> ComparisonTable | None:
         return next((t for t in self.comparisons if t.id == table_id), None)
 
+    def significance_table(self, table_id: str) -> SignificanceTable | None:
+        return next((t for t in self.significance if t.id == table_id), None)
 
-def build_tables(store: ResultStore) -> Tables:
+
+def build_tables(store: ResultStore, comparer: Comparer | None = None) -> Tables:
+    """Every table of the report; ``comparer`` sets the bootstrap (resamples, seed, confidence)."""
     ner_f1 = eval_cells(store.results, "f1")
     ner_f1 = EvalCells("f1", {k: v for k, v in ner_f1.cells.items() if k[0] == "ner"},
                        tuple(w for w in ner_f1.warnings if w.key[0] == "ner"))
     qa_f1 = eval_cells((r for r in store.results if r.job.task == "qa"), "f1")
     qa_em = eval_cells((r for r in store.results if r.job.task == "qa"), "exact_match")
-    comparisons = [table2(ner_f1), table5(ner_f1), table3(qa_f1, "f1"), table3(qa_em, "exact_match")]
+    arch, where = find_base_model(store)
+    comparable = paper.is_paper_base_model(arch)
+    comparisons = [t for t in (table2(ner_f1, comparable), table5(ner_f1, comparable), table3(qa_f1, "f1", comparable),
+                               table3(qa_em, "exact_match", comparable)) if t.rows]
+    comparer = comparer or Comparer(store)
+    cells_of = {"table2": ner_f1, "table5": ner_f1, "table3-f1": qa_f1, "table3-em": qa_em}
+    significance = [significance_table(comparer, t, cells_of[t.id]) for t in comparisons]
+    pairs = pair_comparisons(comparer, ner_f1, {"f1": qa_f1, "exact_match": qa_em})
     return Tables(
         ner_f1=ner_f1, qa_f1=qa_f1, qa_em=qa_em,
-        comparisons=tuple(t for t in comparisons if t.rows),
+        comparisons=tuple(comparisons),
         params=table4(store), cost_by_kind=cost_by_kind(store), cost_by_table=cost_by_table(store),
         provenance=provenance(store), notes=passthrough_notes(store),
         cell_warnings=tuple(dict.fromkeys(ner_f1.warnings + qa_f1.warnings + qa_em.warnings)),
+        base_model=arch, base_model_source=where, paper_comparable=comparable,
+        significance=tuple(t for t in significance if t is not None), pair_comparisons=pairs,
+        prediction_problems=dict(sorted(comparer.problems.items())),
     )
 
 
@@ -617,6 +700,7 @@ __all__ = [
     "job_closure",
     "passthrough_notes",
     "provenance",
+    "recorded_base_parameters",
     "table2",
     "table3",
     "table4",

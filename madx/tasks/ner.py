@@ -205,9 +205,17 @@ def gold_word_tags(dataset: datasets.Dataset | Sequence[dict], *, id2label: Sequ
 
 
 def evaluate_ner(
-    model: nn.Module, examples, features, tokenizer, runtime: Runtime, batch_size: int = 32
+    model: nn.Module, examples, features, tokenizer, runtime: Runtime, batch_size: int = 32, *, per_example: bool = False
 ) -> dict[str, Any]:
-    """Entity-level micro P/R/F1 (seqeval, conlleval semantics) on word-level tags, in percent."""
+    """Entity-level micro P/R/F1 (seqeval, conlleval semantics) on word-level tags, in percent.
+
+    per_example: also return ``"per_example"``, what a bootstrap over test sentences needs
+    (``bench.report.significance``): each sentence's entity counts ``tp``, ``fp``, ``fn`` (the
+    counts micro-F1 is computed from, so F1 can be recomputed on any resample of the sentences),
+    ``examples_sha256`` (which test set: a hash of its words and gold tags), and ``statistics``
+    (how each metric is recomputed from those columns). Off by default, so that the dev evaluations
+    a training run records stay small.
+    """
     collator = NERCollator(tokenizer)
 
     def predict(model, batch, rows):
@@ -219,8 +227,9 @@ def evaluate_ner(
     predictions = sharded_predictions(model, features, collator, predict, runtime, batch_size)
     id2label = [model.config.id2label[i] for i in range(model.config.num_labels)]
     words, stats = word_level_predictions(predictions, features["word_ids"], features["num_words"], id2label=id2label)
-    scores = ner_scores(predictions=words, references=gold_word_tags(examples))
-    return {
+    gold = gold_word_tags(examples)
+    scores = ner_scores(predictions=words, references=gold)
+    metrics = {
         "f1": 100 * scores["f1"],
         "precision": 100 * scores["precision"],
         "recall": 100 * scores["recall"],
@@ -229,6 +238,30 @@ def evaluate_ner(
         "n_gold_entities": scores["n_gold_entities"],
         "words_without_prediction": stats.words_without_prediction,
     }
+    if per_example:
+        import hashlib
+        import json
+
+        # the same scorer, one sentence at a time (entities never cross sentences, so the counts add up)
+        counts = np.zeros((len(gold), 3), dtype=np.int32)  # (sentences, [tp, fp, fn])
+        for i, (predicted, reference) in enumerate(zip(words, gold)):
+            if reference:  # a sentence without words has no entity (and ner_scores refuses it)
+                one = ner_scores(predictions=[predicted], references=[reference])
+                correct = one["n_correct_entities"]
+                counts[i] = (correct, one["n_pred_entities"] - correct, one["n_gold_entities"] - correct)
+        totals = (scores["n_correct_entities"], scores["n_pred_entities"] - scores["n_correct_entities"],
+                  scores["n_gold_entities"] - scores["n_correct_entities"])
+        if tuple(int(x) for x in counts.sum(axis=0)) != totals:
+            raise RuntimeError(f"per-sentence entity counts {counts.sum(axis=0).tolist()} do not add up to {list(totals)}")
+        tokens = examples["tokens"] if isinstance(examples, datasets.Dataset) else [row["tokens"] for row in examples]
+        identity = json.dumps([[list(t) for t in tokens], gold], ensure_ascii=False, separators=(",", ":"))
+        metrics["per_example"] = {
+            "unit": "sentence",
+            "examples_sha256": hashlib.sha256(identity.encode("utf-8")).hexdigest(),
+            "columns": {"tp": counts[:, 0], "fp": counts[:, 1], "fn": counts[:, 2]},
+            "statistics": {"f1": {"name": "micro_f1", "columns": ["tp", "fp", "fn"]}},
+        }
+    return metrics
 
 
 HIGH_RESOURCE = ("en", "ja", "zh", "ar")  # the paper's sources with ~20k WikiANN training sentences

@@ -234,9 +234,17 @@ TRAIN_INPUTS = (*QA_MODEL_INPUTS, "start_positions", "end_positions")
 
 
 def evaluate_qa(
-    model: nn.Module, examples, features, runtime: Runtime, batch_size: int = 32, n_best: int = 20, max_answer_length: int = 30
+    model: nn.Module, examples, features, runtime: Runtime, batch_size: int = 32, n_best: int = 20, max_answer_length: int = 30,
+    *, per_example: bool = False,
 ) -> dict[str, Any]:
-    """SQuAD v1.1 F1 / EM (official normalisation) after the standard n-best post-processing."""
+    """SQuAD v1.1 F1 / EM (official normalisation) after the standard n-best post-processing.
+
+    per_example: also return ``"per_example"``, what a bootstrap over test questions needs
+    (``bench.report.significance``): each question's ``f1`` and ``exact_match`` (percent, in
+    ``examples`` order; their means are the metrics), ``examples_sha256`` (which test set: a hash of
+    the ids, questions and gold answers) and ``statistics`` (how each metric is recomputed from the
+    columns). Off by default, so that the dev evaluations a training run records stay small.
+    """
 
     def collate(rows):
         return {k: torch.tensor([row[k] for row in rows]) for k in QA_MODEL_INPUTS if k in rows[0]}
@@ -252,7 +260,31 @@ def evaluate_qa(
     )
     references = {str(row["id"]): row["answers"]["text"] for row in examples}
     scores = squad_scores(predictions=predictions, references=references)
-    return {"f1": scores["f1"], "exact_match": scores["exact_match"], "n_questions": scores["n_questions"]}
+    metrics = {"f1": scores["f1"], "exact_match": scores["exact_match"], "n_questions": scores["n_questions"]}
+    if per_example:
+        import hashlib
+        import json
+
+        from madx.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
+
+        # the official per-question scores that squad_scores averages (an unanswered question scores 0)
+        f1 = np.array([100.0 * metric_max_over_ground_truths(f1_score, predictions[q], gold) if q in predictions else 0.0
+                       for q, gold in references.items()])
+        em = np.array([100.0 * metric_max_over_ground_truths(exact_match_score, predictions[q], gold) if q in predictions
+                       else 0.0 for q, gold in references.items()])
+        if not (np.isclose(f1.mean(), scores["f1"]) and np.isclose(em.mean(), scores["exact_match"])):
+            raise RuntimeError(f"per-question scores average to F1 {f1.mean()} / EM {em.mean()}, "
+                               f"not {scores['f1']} / {scores['exact_match']}")
+        identity = json.dumps([[str(row["id"]), row["question"], list(row["answers"]["text"])] for row in examples],
+                              ensure_ascii=False, separators=(",", ":"))
+        metrics["per_example"] = {
+            "unit": "question",
+            "examples_sha256": hashlib.sha256(identity.encode("utf-8")).hexdigest(),
+            "columns": {"f1": f1, "exact_match": em},
+            "statistics": {"f1": {"name": "mean", "columns": ["f1"]},
+                           "exact_match": {"name": "mean", "columns": ["exact_match"]}},
+        }
+    return metrics
 
 
 def prepare_features(examples, tokenizer, train: bool, max_length: int = 384):
@@ -300,8 +332,8 @@ TASK = TaskSpec(
     data_file=_data_file,
     prepare_features=prepare_features,
     collator=lambda tokenizer: collate_train,
-    evaluate=lambda model, examples, features, tokenizer, runtime, batch_size=32: evaluate_qa(
-        model, examples, features, runtime, batch_size),
+    evaluate=lambda model, examples, features, tokenizer, runtime, batch_size=32, per_example=False: evaluate_qa(
+        model, examples, features, runtime, batch_size, per_example=per_example),
     select_metric="f1",
     metrics=("f1", "exact_match"),
     default_max_length=384,

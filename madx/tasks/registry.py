@@ -33,7 +33,9 @@ class TaskSpec:
     data_file: Callable[[Mapping[str, str], str, str], Path | None]  # (data fields, language, split) -> file; None: split absent
     prepare_features: Callable[[Any, Any, bool, int], Any]  # (examples, tokenizer, train, max_length) -> features
     collator: Callable[[Any], Callable]  # tokenizer -> collate_fn for training batches
-    evaluate: Callable[..., dict[str, Any]]  # (model, examples, features, tokenizer, runtime, batch_size) -> metrics
+    # (model, examples, features, tokenizer, runtime, batch_size, per_example=False) -> metrics; with
+    # per_example=True also the per-example scores a paired bootstrap needs (see bench.report.significance)
+    evaluate: Callable[..., dict[str, Any]]
     labels: tuple[str, ...] = ()  # label names of a classification head (its id2label), () for span heads
     select_metric: str = "f1"  # dev metric that selects the best checkpoint (greater is better)
     metrics: tuple[str, ...] = ("f1",)  # what the reports show, the first being the headline

@@ -132,3 +132,53 @@ def test_prediction_errors_and_stats_from_rows(tok):
         word_level_predictions([np.zeros(3)], feats["word_ids"], feats["num_words"])
     with pytest.raises(ValueError, match="predictions for"):
         word_level_predictions([np.zeros(1)] * len(feats), feats["word_ids"], feats["num_words"])
+
+
+def test_evaluate_ner_per_example_counts_give_the_metric(tok):
+    """per_example=True: each sentence's entity counts (the micro-F1 of their sums is the metric), a stable
+    hash of the test set; off by default so dev evaluations stay small."""
+    from transformers import XLMRobertaConfig, XLMRobertaForTokenClassification
+
+    from madx.metrics import ner_scores
+    from madx.runtime import Runtime
+    from madx.tasks.ner import evaluate_ner
+
+    ds = make_dataset()
+    feats, _ = prepare_ner_features(ds, tok)
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=37, max_position_embeddings=160, type_vocab_size=1,
+                              pad_token_id=tok.pad_token_id, num_labels=len(NER_TAGS), id2label=dict(enumerate(NER_TAGS)))
+    model = XLMRobertaForTokenClassification(config).eval()
+    runtime = Runtime.local("cpu")
+    plain = evaluate_ner(model, ds, feats, tok, runtime)
+    assert "per_example" not in plain
+    metrics = evaluate_ner(model, ds, feats, tok, runtime, batch_size=2, per_example=True)
+    record = metrics.pop("per_example")
+    assert metrics == pytest.approx(plain)
+    tp, fp, fn = (record["columns"][k] for k in ("tp", "fp", "fn"))
+    assert len(tp) == len(ds) and record["unit"] == "sentence"
+    assert tp.sum() + fn.sum() == metrics["n_gold_entities"] > 0 and tp.sum() + fp.sum() > 0  # entities predicted
+    f1 = 100 * 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()) if tp.sum() + fp.sum() + fn.sum() else 100.0
+    assert f1 == pytest.approx(metrics["f1"])
+    # each sentence's counts are that sentence's own score
+    words, _ = word_level_predictions(
+        [np.asarray(x) for x in _predicted_ids(model, feats, tok)], feats["word_ids"], feats["num_words"])
+    gold = gold_word_tags(ds)
+    for i in range(len(ds)):
+        one = ner_scores(predictions=[words[i]], references=[gold[i]])
+        assert (tp[i], fp[i], fn[i]) == (one["n_correct_entities"], one["n_pred_entities"] - one["n_correct_entities"],
+                                         one["n_gold_entities"] - one["n_correct_entities"])
+    assert record["statistics"] == {"f1": {"name": "micro_f1", "columns": ["tp", "fp", "fn"]}}
+    again = evaluate_ner(model, ds, feats, tok, runtime, per_example=True)["per_example"]
+    assert again["examples_sha256"] == record["examples_sha256"]
+    other = evaluate_ner(model, ds.select(range(3)), prepare_ner_features(ds.select(range(3)), tok)[0], tok, runtime,
+                         per_example=True)["per_example"]
+    assert other["examples_sha256"] != record["examples_sha256"]  # another test set, another hash
+
+
+def _predicted_ids(model, feats, tok):
+    batch = NERCollator(tok)([feats[i] for i in range(len(feats))])
+    with torch.no_grad():
+        ids = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)
+    return [ids[i, : len(feats[i]["input_ids"])] for i in range(len(feats))]

@@ -168,3 +168,42 @@ def test_postprocess_edge_cases():
         postprocess_qa_predictions({"id": ["a"], "context": ["x"]}, features, start, end)
     with pytest.raises(ValueError, match="logit rows"):
         postprocess_qa_predictions(examples, features, start[:1], end)
+
+
+def test_evaluate_qa_per_example_scores_average_to_the_metrics(xlmr_like, monkeypatch):
+    """per_example=True: each question's official F1 / EM, in the examples' order (their means are the
+    metrics), and a stable hash of the test set; off by default so dev evaluations stay small."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForQuestionAnswering
+
+    import madx.tasks.qa as qa
+    from madx.runtime import Runtime
+
+    tok = xlmr_like
+    ds = make_examples()
+    _, evalf = featurise(ds, tok)
+    torch.manual_seed(0)
+    model = XLMRobertaForQuestionAnswering(XLMRobertaConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=80, type_vocab_size=1, pad_token_id=tok.pad_token_id)).eval()
+    runtime = Runtime.local("cpu")
+    plain = qa.evaluate_qa(model, ds, evalf, runtime)
+    assert "per_example" not in plain
+    metrics = qa.TASK.evaluate(model, ds, evalf, tok, runtime, per_example=True)  # the registry entry passes it on
+    record = metrics.pop("per_example")
+    assert metrics == pytest.approx(plain) and record["unit"] == "question"
+    assert record["columns"]["f1"].mean() == pytest.approx(metrics["f1"])
+    assert record["statistics"] == {"f1": {"name": "mean", "columns": ["f1"]},
+                                    "exact_match": {"name": "mean", "columns": ["exact_match"]}}
+    # known answers: the gold text, half of a two-word answer, a wrong word, and the gold text in other case
+    gold = {r["id"]: r["answers"]["text"][0] for r in ds}
+    answers = {"late": gold["late"], "middle": gold["middle"].split()[0], "first": "zzz", "last": "", "short": gold["short"].upper()}
+    monkeypatch.setattr(qa, "postprocess_qa_predictions", lambda *args, **kwargs: answers)
+    record = qa.evaluate_qa(model, ds, evalf, runtime, per_example=True)["per_example"]
+    assert [r["id"] for r in ds] == ["late", "middle", "first", "last", "short"]
+    assert record["columns"]["f1"].tolist() == pytest.approx([100.0, 100 * 2 * 0.5 / 1.5, 0.0, 0.0, 100.0])
+    assert record["columns"]["exact_match"].tolist() == [100.0, 0.0, 0.0, 0.0, 100.0]
+    monkeypatch.undo()
+    again = qa.evaluate_qa(model, ds.select(range(4)), evalf.filter(lambda f: f["example_id"] != "short"), runtime,
+                           per_example=True)["per_example"]
+    assert again["examples_sha256"] != record["examples_sha256"]  # another test set, another hash

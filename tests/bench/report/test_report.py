@@ -22,7 +22,7 @@ import pytest
 
 from . import report_synthetic as syn
 from madx.data.languages import get_language
-from bench.report import build_report, paper, render_markdown, terminal_summary, write_report
+from bench.report import build_report, paper, render_html, render_markdown, terminal_summary, write_report
 from bench.report.aggregate import average, eval_cells, leaf_value
 from bench.report.cli import run as cli_run
 from bench.report.load import UnreadableResultWarning, load_store
@@ -346,7 +346,9 @@ def test_table4_parameters(report):
     assert params.computed and params.arch == "xlm-roberta-base"
     madx = next(r for r in params.rows if r.method == "madx")
     assert madx.computed_added == 8_257_536 and madx.paper_params == "8.25M" and madx.added_diff == 7_536
-    assert [r.method for r in params.rows] == ["madx-lad-inv", "madx-inv", "madx"]
+    assert [r.method for r in params.rows] == ["madx-lad-inv", "madx-inv", "madx", "madx2-inv", "madx2"]
+    madx2 = next(r for r in params.rows if r.method == "madx2")  # not in the paper: counted, no paper number
+    assert madx2.computed_added == 7_593_984 and madx2.paper_params is None and madx2.added_diff is None
     recorded = {(r.method, r.task): r for r in params.recorded}
     assert set(recorded) == {(m, "ner") for m in syn.NER_METHODS} | {(m, "qa") for m in syn.QA_METHODS}
     assert recorded[("madx", "ner")].added == syn.TRAINABLE[("mlm", "madx")] + syn.TRAINABLE[("task", "madx")]
@@ -387,7 +389,7 @@ def test_cost_by_kind_and_table(report):
 
 
 def test_heatmaps_plot_the_cell_means(report):
-    maps = {(h.kind, h.method, h.baseline): h for h in report.heatmaps}
+    maps = {(h.kind, h.method, h.baseline): h for h in report.heatmaps if h.task == "ner"}
     assert {k[1] for k in maps if k[0] == "f1"} == set(syn.NER_METHODS)
     assert {k[2] for k in maps if k[0] == "diff"} == {"full-ft", "mlm-trg", "madx-inv"}
     h = maps[("f1", "madx", None)]
@@ -430,7 +432,9 @@ def test_markdown_shows_missing_as_dash_and_passes_notes(report):
     madx = overview_row(md, "Table 5", "MAD-X")
     mean, std, n = expected("ner", "madx", "en", "qu")
     assert madx["qu†"] == f"{mean:.1f} ± {std:.1f}"
-    assert overview_row(md, "Table 5", "XLM-R MLM-TRG")["en"].endswith("± n/a")
+    mlm_trg = expected("ner", "mlm-trg", "en", "en")[0]
+    assert overview_row(md, "Table 5", "XLM-R MLM-TRG")["en"] == f"{mlm_trg:.1f}"  # a single seed: no "± n/a"
+    assert overview_row(md, "Table 5", "MAD-X –INV")["avg"].endswith("± n/a")  # unequal seeds: the std is unknown
     assert overview_row(md, "Table 3 — XQuAD F1", "XLM-R")["ar"] == "—"
     src_paper = overview_row(md, "Table 2", "XLM-R MLM-SRC", "paper")
     assert set(v for k, v in src_paper.items() if k not in ("method", "", "seeds", "sources")) == {"n/a"}
@@ -483,7 +487,8 @@ def test_json_has_the_numbers(report):
     assert heat["array"][2][2] is None  # qu->sw: null, not 0
     assert heat["path"] == "plots/ner-f1-madx.png"  # relative to the report
     params = data["tables"]["params"]
-    assert params["rows"][-1]["computed_added"] == 8_257_536 and params["rows"][-1]["added_diff"] == 7_536
+    madx_row = next(r for r in params["rows"] if r["method"] == "madx")
+    assert madx_row["computed_added"] == 8_257_536 and madx_row["added_diff"] == 7_536
     assert {r["method"] for r in params["recorded"]} == set(syn.NER_METHODS)
     assert data["tables"]["provenance"]["run"] == syn.run_info().to_dict()
     assert data["tables"]["provenance"]["mixed"] == []
@@ -531,3 +536,210 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     assert "<h1>madx-bench report: synthetic-smoke</h1>" in dom
     assert dom.count("<table") >= 8 and dom.count("data:image/png;base64,") == len(report.heatmaps)
     assert "Table 2 — NER F1" in dom and "row lost in text extraction" in dom
+
+
+# ---------------------------------------------------------------------------------------------
+# MAD-X against each baseline: differences with their paired bootstrap (Issue 15)
+
+
+def test_every_comparison_of_madx_with_a_baseline_has_its_difference_and_interval(report):
+    from bench.report.comparisons import NO_PREDICTIONS
+
+    ids = [t.id for t in report.tables.significance]
+    assert ids == ["table2", "table5", "table3-f1", "table3-em"]
+    for sig in report.tables.significance:
+        table = report.tables.comparison(sig.id)
+        assert [r.baseline for r in sig.rows] == [r.method for r in table.rows if r.method != "madx"]
+        for row in sig.rows:
+            for column in table.all_columns:
+                c = row.cell(column)
+                if c is None:  # no evaluation that both methods have
+                    assert table.row("madx").cell(column).ours.missing or table.row(row.baseline).cell(column).ours.missing
+                    continue
+                if row.baseline == "mlm-src":  # its results carry no predictions (written "before")
+                    assert c.interval is None and c.unavailable == NO_PREDICTIONS and c.n_without == c.n_results // 2
+                    continue
+                if c.interval is None:
+                    continue
+                # the predictions reproduce the written metrics, so the bootstrap's point is the difference
+                assert c.interval.observed == pytest.approx(c.diff.mean, abs=1e-9)
+                assert c.interval.low <= c.interval.observed <= c.interval.high
+                assert c.significant == (c.interval.low > 0 or c.interval.high < 0)
+    table2 = report.tables.significance_table("table2")
+    inv = next(r for r in table2.rows if r.baseline == "madx-inv")
+    assert inv.cell("ja").interval is None and "unusable" in inv.cell("ja").unavailable  # the broken file
+    assert inv.cell("en").interval is not None and inv.cell(SUMMARY_ALL).interval is None
+    assert list(report.tables.prediction_problems) == [f"jobs/{syn.broken_predictions_job()}/artifacts/predictions.npz"]
+    from bench.report.predictions import predictions_path
+
+    job = syn.broken_predictions_job()
+    assert predictions_path(report.run_dir, job) == RunStore(report.run_dir, create=False).artifacts(job) / "predictions.npz"
+
+
+def test_a_comparison_is_like_for_like_and_averages_seeds_as_the_tables(report):
+    table2 = report.tables.significance_table("table2")
+    full_ft = next(r for r in table2.rows if r.baseline == "full-ft")
+    c = full_ft.cell("sw")
+    assert c.pairs == ("en→sw", "ja→sw")  # madx qu->sw is missing, so full-ft's qu->sw is left out too
+    madx = [statistics.fmean(expected_per_seed("ner", "madx", s, "sw")[seed] for s in ("en", "ja")) for seed in syn.SEEDS]
+    base = [statistics.fmean(expected_per_seed("ner", "full-ft", s, "sw")[seed] for s in ("en", "ja")) for seed in syn.SEEDS]
+    differences = [m - b for m, b in zip(madx, base)]
+    assert c.diff.mean == pytest.approx(statistics.fmean(differences))
+    assert c.diff.std == pytest.approx(statistics.stdev(differences))
+    trg = next(r for r in table2.rows if r.baseline == "mlm-trg").cell("en")
+    assert trg.diff.std is None and trg.diff.seeds_label() == "1–3"  # madx 3 seeds, MLM-TRG 1: no per-seed pairs
+
+
+def test_the_report_bootstrap_is_the_pure_function_on_the_stored_predictions(report):
+    """The report's cached resamples give what significance.paired_bootstrap gives on the same arrays."""
+    from bench.report.significance import TestSet, micro_f1, paired_bootstrap
+
+    results = {r.job.name: r.job.id for r in report.store.results}
+
+    def runs(method, source, target):
+        return tuple(np.stack([syn.PREDICTIONS[results[f"eval/ner/{source}->{target}/{method}/seed{seed}"]]["columns"][k]
+                               for k in ("tp", "fp", "fn")], axis=1) for seed in syn.SEEDS)
+
+    syn.all_results()  # PREDICTIONS as written
+    test_sets = [TestSet(f"ner/{syn._test_set('ner', t)}", a=tuple(runs("madx", s, t) for s in ("en", "ja", "qu")),
+                         b=tuple(runs("full-ft", s, t) for s in ("en", "ja", "qu"))) for t in ("en", "ja")]
+    direct = paired_bootstrap(test_sets, micro_f1)
+    reported = next(r for r in report.tables.significance_table("table2").rows if r.baseline == "full-ft")
+    # avg seen covers en, ja and sw; the two-target average is checked through the same machinery
+    from bench.report.comparisons import Comparer
+
+    comparer = Comparer(report.store)
+    both = comparer.compare("ner", "f1", report.tables.ner_f1, "madx", "full-ft", "en+ja",
+                            [(t, ("en", "ja", "qu")) for t in ("en", "ja")])
+    assert both.interval.observed == pytest.approx(direct.observed)
+    assert (both.interval.low, both.interval.high) == pytest.approx((direct.low, direct.high))
+    assert reported.cell("en").interval == comparer.compare("ner", "f1", report.tables.ner_f1, "madx", "full-ft", "en",
+                                                            [("en", ("en", "ja", "qu"))]).interval
+
+
+def test_heatmap_cells_are_marked_where_the_interval_includes_zero(report):
+    maps = {(h.task, h.metric, h.kind, h.baseline): h for h in report.heatmaps}
+    inv = maps[("ner", "f1", "diff", "madx-inv")]
+    for i, s in enumerate(inv.sources):
+        for j, t in enumerate(inv.targets):
+            c = report.tables.pair_comparisons.get(("ner", "f1", "madx-inv", s, t))
+            if c is None:
+                assert math.isnan(inv.array[i, j]) and math.isnan(inv.significant[i, j])
+            elif c.interval is None:
+                assert (s, t) == ("qu", "ja") and math.isnan(inv.significant[i, j])  # the broken predictions file
+            else:
+                assert inv.significant[i, j] == float(c.significant)
+                assert inv.array[i, j] == pytest.approx(c.diff.mean)
+    assert 0 < np.nansum(inv.significant == 0) and 0 < np.nansum(inv.significant == 1)  # both kinds of cell occur
+    assert all(h.significant is None for h in report.heatmaps if h.kind == "f1")
+
+
+def test_qa_gets_heatmaps_like_ner(report):
+    maps = {(h.task, h.metric, h.kind): h for h in report.heatmaps if h.task == "qa"}
+    assert set(maps) == {("qa", m, k) for m in ("f1", "exact_match") for k in ("f1", "diff")}
+    scores = maps[("qa", "exact_match", "f1")]
+    assert scores.sources == ("full-ft", "madx-inv", "madx") and scores.targets == ("en", "ar", "de")
+    for i, method in enumerate(scores.sources):
+        for j, target in enumerate(scores.targets):
+            mean = expected("qa", method, "en", target, "exact_match")[0]
+            assert math.isnan(scores.array[i, j]) if mean is None else scores.array[i, j] == pytest.approx(mean)
+    diff = maps[("qa", "f1", "diff")]
+    assert diff.sources == ("full-ft", "madx-inv") and np.isnan(diff.array[0, 1])  # full-ft has no en->ar
+    assert diff.array[1, 0] == pytest.approx(expected("qa", "madx", "en", "en")[0] - expected("qa", "madx-inv", "en", "en")[0])
+    assert all(h.path is not None and h.path.is_file() for h in maps.values())
+    md = (report.out_dir / "report.md").read_text()
+    assert "plots/qa-diff-em.png" in md and "plots/qa-f1.png" in md
+
+
+def test_markdown_shows_the_significance_tables(report):
+    md = (report.out_dir / "report.md").read_text()
+    section = md.split("## Table 5", 1)[1].split("\n## ", 1)[0]
+    assert "MAD-X against each baseline, with a paired bootstrap over the test sentences:" in section
+    assert "| MAD-X − |  | en | ja | sw | qu† | avg seen | avg unseen | avg |" in section
+    c = next(r for r in report.tables.significance_table("table5").rows if r.baseline == "full-ft").cell("qu")
+    row = overview_row(md, "Table 5", "XLM-R", "95 % CI")
+    assert row["qu†"] == f"[{c.interval.low:+.1f}, {c.interval.high:+.1f}]" + ("" if c.significant else " n.s.")
+    assert overview_row(md, "Table 5", "XLM-R MLM-SRC", "95 % CI")["en"] == "n/a"
+    assert "n/a = no interval — XLM-R MLM-SRC (en, ja, sw, qu†, avg seen, avg unseen, avg): no per-example predictions" in section
+    assert " n.s." in md and "paired-bootstrap interval" in md.split("## Warnings")[0]
+    assert "`jobs/" in md.split("## Warnings", 1)[1].split("\n## ", 1)[0] and "cannot be used" in md
+
+
+def test_old_results_without_predictions_still_render_and_say_so(tmp_path):
+    run = syn.make_run(tmp_path / "run", broken=False)
+    for path in run.glob("jobs/*/artifacts/predictions.npz"):
+        path.unlink()
+    report = build_report(run, out_dir=tmp_path / "out", plots=True)
+    assert all(c.interval is None for t in report.tables.significance for c in t.comparisons)
+    md = render_markdown(report)
+    assert "Significance is not available: no evaluation result has per-example predictions" in md
+    assert "Significance is not marked: no result behind the differences has per-example predictions." in md
+    assert all(h.n_tested == 0 for h in report.heatmaps if h.kind == "diff")
+    assert "no interval: no per-example predictions" in terminal_summary(report)
+    assert report.tables.comparisons == build_report(syn.make_run(tmp_path / "with", broken=False),
+                                                     out_dir=tmp_path / "o2", plots=False).tables.comparisons
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest reports (Issue 14)
+
+
+def test_another_base_model_shows_the_paper_as_reference_only(tmp_path):
+    run = syn.make_run(tmp_path / "run", base_model="intfloat/multilingual-e5-small", broken=False)
+    report = build_report(run, out_dir=tmp_path / "out", plots=False)
+    assert not report.tables.paper_comparable and report.tables.base_model == "intfloat/multilingual-e5-small"
+    for table in report.tables.comparisons:
+        assert table.paper_reference_only
+        assert all(row.cell(c).diff is None for row in table.rows for c in table.all_columns)
+    assert report.tables.comparison("table5").row("madx").cell("qu").paper == 66.1  # still there, as a reference
+    md = render_markdown(report)
+    assert "The paper's numbers are shown for reference only: this run's base model is `intfloat/multilingual-e5-small`" in md
+    assert overview_row(md, "Table 5", "MAD-X", "paper (reference)")["qu†"] == "66.1"
+    with pytest.raises(AssertionError):
+        overview_row(md, "Table 5", "MAD-X", "Δ")
+    page = render_html(report)
+    assert 'class="diff-row' not in page and 'class="paper-row last"' in page  # no Δ rows to colour
+    assert 'class="diff pos"' in page  # MAD-X against a baseline of the same run: still compared, still coloured
+    summary = terminal_summary(report)
+    assert "reference only" in summary and "Δ" not in summary.replace("MAD-X −", "")
+    assert "| Δ %" not in md  # Table 4 compares no percentages with the paper either
+    # the paper's own base model, under another name, is still the paper's
+    assert paper.is_paper_base_model("FacebookAI/xlm-roberta-base") and not paper.is_paper_base_model(None)
+
+
+def test_table4_shows_the_base_models_own_size(report, tmp_path):
+    assert report.tables.params.base_params == 278_043_648 and "counted from the architecture" in (
+        report.tables.params.base_params_source)
+    run = syn.make_run(tmp_path / "run", base_model="checkpoints/e5-small", broken=False)
+    from bench.report.tables import table4
+
+    params = table4(load_store(run))
+    assert params.base_params == syn.TOTAL - syn.TRAINABLE[("task", "madx-lad-inv")]  # what stays frozen
+    assert "MAD-X –LAD –INV task jobs" in params.base_params_source
+    md = render_markdown(build_report(run, out_dir=tmp_path / "out", plots=False))
+    assert f"its parameters: {params.base_params:,}, recorded: total − trainable parameters" in md
+    madx = next(r for r in params.recorded if r.method == "madx" and r.task == "ner")
+    assert f"| {madx.added / params.base_params * 100:.2f} |" in md.split("Recorded by the runs:", 1)[1]
+
+
+def test_cost_notes_name_the_missing_fields(report):
+    md = (report.out_dir / "report.md").read_text()
+    n_eval = sum(r.job.kind == "eval" for r in syn.all_results())
+    assert (f"Not recorded by every job: `cost.peak_memory_bytes` by {n_eval} jobs (eval {n_eval})." in
+            md.split("## Cost", 1)[1])
+    assert report.tables.cost_by_kind[-1].missing_fields == {"peak_memory_bytes": n_eval}
+
+
+def test_seen_and_unseen_marks_are_the_same_everywhere(report):
+    md = (report.out_dir / "report.md").read_text()
+    for title in ("Table 2", "Table 5"):
+        section = md.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+        headers = [line for line in section.splitlines() if line.startswith("| method |  |") or line.startswith("| MAD-X − |")]
+        assert len(headers) == 2 and all("| qu† |" in h and "| sw |" in h for h in headers)
+        assert "| MAD-X | qu† | unseen |" in section  # the every-cell table
+        assert "→qu†" in section and "→qu " not in section and "→qu," not in section  # the pairs compared too
+    assert [paper.language_label(c) for c in ("en", "jv", "qu", "de", "xx")] == ["en", "jv", "qu†", "de", "xx"]
+    from bench.report.plots import _seen_boundary
+
+    assert _seen_boundary(("en", "ar", "de")) is None  # XQuAD's languages are all seen
+    assert _seen_boundary(("en", "sw", "qu")) == 1.5
