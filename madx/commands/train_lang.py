@@ -23,6 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text", nargs="+", required=True, help="text files (one document per line) or hub:NAME")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--no-invertible", action="store_true", help="MAD-X -INV: no invertible adapter")
+    parser.add_argument("--leave-out", type=int, nargs="*", default=[], metavar="LAYER",
+                        help="layers without a language adapter; MAD-X 2.0: --leave-out -1 (the last layer)")
     parser.add_argument("--reduction-factor", type=int, default=AdapterConfig.language_reduction_factor,
                         help=AdapterConfig.help("language_reduction_factor"))
     parser.add_argument("--invertible-reduction-factor", type=int, default=AdapterConfig.invertible_reduction_factor,
@@ -57,6 +59,7 @@ def run(args) -> int:
     result = train_language_adapter(model, args.language, corpus, tokenizer, config, runtime,
                                     invertible=not args.no_invertible,
                                     adapters=AdapterConfig(language_reduction_factor=args.reduction_factor,
+                                                           leave_out=tuple(args.leave_out),
                                                            invertible_reduction_factor=args.invertible_reduction_factor),
                                     data=MLMData(max_seq_length=args.max_seq_length), writer=writer, progress=progress)
     if runtime.is_main_process:

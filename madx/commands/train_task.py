@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from madx.adapters.config import AdapterConfig
+from madx.variants import VARIANTS
+
+TASK_METHODS = tuple(name for name, v in VARIANTS.items() if v.full_model_mlm is None)
 
 from madx.tasks.registry import get_task, task_names
 
@@ -26,7 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--train", required=True, help="WikiANN TSV / SQuAD JSON file, or hub:NAME[:CONFIG]")
     parser.add_argument("--dev", required=True, help="dev set for best-checkpoint selection")
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--method", default="madx", choices=("madx", "madx-inv", "madx-lad-inv", "full-ft"))
+    # the methods whose task phase this command runs (MLM-SRC / MLM-TRG: full-ft on their MLM-adapted model)
+    parser.add_argument("--method", default="madx", choices=TASK_METHODS,
+                        help="madx2 / madx2-inv: MAD-X 2.0, no adapter in the last layer")
     parser.add_argument("--language-adapter", type=Path, help="the source language adapter (MAD-X, MAD-X -INV)")
     parser.add_argument("--reduction-factor", type=int, default=AdapterConfig.task_reduction_factor,
                         help=AdapterConfig.help("task_reduction_factor"))
@@ -68,7 +73,7 @@ def run(args) -> int:
     writer = tensorboard(args.out) if runtime.is_main_process else None
     progress = (lambda r: print(f"step {r['step']} loss {r['loss']:.4f} {r['tokens_per_s']:.0f} tok/s", flush=True)) if runtime.is_main_process else None
     result = train_task(model, args.task, train_examples, dev_examples, tokenizer, config, runtime, setup,
-                        task_adapter=args.task if variant.uses_adapters else None, adapters=AdapterConfig(task_reduction_factor=args.reduction_factor),
+                        task_adapter=args.task if variant.uses_adapters else None, adapters=variant.adapter_config(AdapterConfig(task_reduction_factor=args.reduction_factor)),
                         max_length=args.max_length, writer=writer, progress=progress)
     if runtime.is_main_process:
         model = runtime.unwrap(model)
