@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 from transformers import (
@@ -56,3 +58,11 @@ def randomise(module: torch.nn.Module, seed: int = 0, std: float = 0.2) -> None:
 @pytest.fixture
 def make_model():
     return tiny_model
+
+
+def free_port() -> int:
+    """A port nobody listens on now: multi-process tests give their launcher its own rendezvous port,
+    so a process another test left behind on accelerate's default 29500 cannot break them."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

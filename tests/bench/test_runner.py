@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 MINI = str(Path(__file__).resolve().parents[1] / "fixtures" / "mini-suite.yaml")
 pytestmark = pytest.mark.slow
 
@@ -23,6 +25,7 @@ def bench_run(out, processes=1, launch_args=(), **popen):
         command = [sys.executable, "-m", "madx", "bench", "run", MINI, "--out", str(out)]
     else:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+                   "--main_process_port", str(free_port()),
                    *launch_args, "-m", "madx", "bench", "run", MINI, "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, **popen)

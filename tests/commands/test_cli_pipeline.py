@@ -12,13 +12,15 @@ import sys
 import pytest
 
 from madx.data import synthetic
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 
 def madx_cli(*args, processes=1, cwd=None):
     prefix = [sys.executable, "-m", "madx"] if processes == 1 else [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "-m", "madx"]
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--main_process_port", str(free_port()), "-m", "madx"]
     # on a machine without GPUs "--multi_gpu" only picks accelerate's torchrun launcher; Runtime uses gloo
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([*prefix, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import free_port
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_two_processes_end_with_identical_adapters(tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--main_process_port", str(free_port()),
                str(Path(__file__).with_name("ddp_language_adapter.py")), str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
