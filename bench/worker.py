@@ -100,7 +100,8 @@ class SuiteMismatch(ValueError):
 
 
 def check_plan(suite: Suite, out_dir: Path, jobs: list[Job], add_jobs: bool) -> list[dict] | None:
-    """The plan already in ``out_dir`` (None if there is none); refuses another suite's directory."""
+    """The plan already in ``out_dir`` (None if there is none); refuses another suite's directory. The same
+    suite grown (more seeds, a new method, a newer madx with more jobs) runs into it: its earlier jobs stay."""
     path = out_dir / "plan.json"
     try:
         plan = json.loads(path.read_text(encoding="utf-8"))
@@ -110,7 +111,7 @@ def check_plan(suite: Suite, out_dir: Path, jobs: list[Job], add_jobs: bool) -> 
         raise SuiteMismatch(f"{path} is not a readable plan ({error}); move the run directory aside") from None
     ours = {j.id for j in jobs}
     theirs = {j["id"] for j in plan.get("jobs", [])}
-    if plan.get("suite") != suite.name or not ours <= theirs:
+    if plan.get("suite") != suite.name and not ours <= theirs:
         if not add_jobs:
             raise SuiteMismatch(
                 f"{out_dir} holds suite {plan.get('suite')!r} ({len(theirs)} jobs); this is suite {suite.name!r} with "
@@ -122,7 +123,7 @@ def write_run_files(suite: Suite, store: RunStore, jobs: list[Job], provenance: 
                     previous: list[dict] | None = None) -> None:
     plan = [{"id": j.id, "kind": j.kind, "name": j.name, "deps": list(j.deps)} for j in jobs]
     known = {j["id"] for j in plan}
-    plan = [j for j in previous or [] if j["id"] not in known] + plan  # --add keeps the earlier jobs
+    plan = [j for j in previous or [] if j["id"] not in known] + plan  # earlier jobs (another suite's with --add) stay
     atomic_write_json(store.root / "plan.json", {"suite": suite.name, "jobs": plan})
     suite_bytes = Path(suite.path).read_bytes() if suite.path is not None else None
     if suite_bytes is not None:
@@ -173,7 +174,7 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
     context = JobContext(store, jobs_by_id, runtime, store.root / "tb", lambda line: progress(f"[{worker}] {line}"))
     provenance = collect_provenance()  # once: the code this process runs is the code it imported
     if rank == 0:
-        write_run_files(suite, store, jobs, provenance, previous if add_jobs else None)
+        write_run_files(suite, store, jobs, provenance, previous)
     started = time.time()
     failed_here: set[str] = set()
     ran = 0

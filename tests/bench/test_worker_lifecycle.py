@@ -103,3 +103,12 @@ def test_gpu_smoke_has_the_smoke_graph_in_bf16():
     assert gpu.hyperparameters["runtime"]["mixed_precision"] == "bf16"
     assert count_by_kind(build_graph(gpu)) == count_by_kind(build_graph(cpu))
     assert {j.name for j in build_graph(gpu)} == {j.name for j in build_graph(cpu)}
+
+
+def test_the_same_suite_grown_runs_into_its_directory(tmp_path):
+    """A newer madx (or an edited suite) adds jobs to the same suite: the old run directory resumes."""
+    old = [{"id": "old-job", "kind": "eval", "name": "eval/old", "deps": []}]
+    (tmp_path / "plan.json").write_text(json.dumps({"suite": "mini", "jobs": old}))
+    run_worker(load_suite(MINI), tmp_path, progress=lambda line: None, max_jobs=1)
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["suite"] == "mini" and plan["jobs"][0]["id"] == "old-job" and len(plan["jobs"]) > 1
