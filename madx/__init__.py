@@ -15,8 +15,9 @@ and with it ``madx --help``, does not pay for torch and transformers.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from madx.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -36,18 +37,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # once: later lookups are plain attribute reads
-        return value
-    raise AttributeError(f"module 'madx' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly

@@ -26,8 +26,9 @@ Command line: ``madx bench report DIR`` (``bench.report.cli``) or ``python -m be
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from madx.lazy import lazy_exports
 
 # public name -> the module that defines it. Imported on first use (PEP 562), so that the runner can
 # use bench.report.predictions (numpy only) without importing matplotlib and jinja2.
@@ -45,18 +46,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # once: later lookups are plain attribute reads
-        return value
-    raise AttributeError(f"module 'bench.report' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly

@@ -5,7 +5,7 @@ argument defaults) does not import torch."""
 
 from __future__ import annotations
 
-import importlib
+from madx.lazy import lazy_exports
 
 _EXPORTS = {
     "BottleneckAdapter": "madx.adapters.bottleneck",
@@ -16,11 +16,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'madx.adapters' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
