@@ -11,8 +11,9 @@ Living and dying cleanly:
 
 * SIGTERM / SIGINT stop the job in hand: its workspace is removed, its claim released (the job
   runs again later) and nothing half is written; then the worker exits (143 / 130).
-* A worker dies with the process that started it (Linux: ``PR_SET_PDEATHSIG``), so killing a
-  launcher leaves no orphans holding jobs.
+* A worker started by a launcher (torchrun, accelerate launch, srun) dies with it (Linux:
+  ``PR_SET_PDEATHSIG``), so killing a launcher leaves no orphans holding jobs; one started by hand
+  (e.g. under nohup) outlives its shell.
 * A full disk or read-only filesystem (ENOSPC, EDQUOT, EROFS) stops the worker with one message
   naming the path, instead of failing every ready job in turn; nothing committed is touched.
 * A run directory belongs to one suite (``plan.json``): another suite is refused unless
@@ -75,7 +76,10 @@ def install_lifecycle() -> None:
     """Stop cleanly on SIGTERM/SIGINT, and get SIGTERM when the parent (launcher) dies."""
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
-    if sys.platform.startswith("linux"):
+    # Only a launcher's child (torchrun / accelerate launch set these) dies with its parent: a worker
+    # started by hand from a shell, e.g. under nohup, must outlive that shell.
+    launched = any(k in os.environ for k in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "SLURM_PROCID"))
+    if launched and sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
