@@ -182,13 +182,15 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
     started = time.time()
     failed_here: set[str] = set()
     ran = 0
+    done: set[str] = set()  # a job found done stays done: each poll looks only at the others' files
     while True:
-        pending = [j for j in jobs if not store.is_done(j.id)]
+        done.update(j.id for j in jobs if j.id not in done and store.is_done(j.id))
+        pending = [j for j in jobs if j.id not in done]
         if not pending:
             break
         failed = failed_here | {j.id for j in pending if _failed_this_run(store, j.id, started)}
         blocked = _blocked(pending, failed)
-        candidates = [j for j in pending if j.id not in failed and j.id not in blocked and all(store.is_done(d) for d in j.deps)]
+        candidates = [j for j in pending if j.id not in failed and j.id not in blocked and all(d in done for d in j.deps)]
         if candidates:
             offset = rank % len(candidates)  # spread workers over the ready list to avoid claim collisions
             candidates = candidates[offset:] + candidates[:offset]
