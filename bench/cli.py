@@ -170,9 +170,10 @@ def _watch(store, jobs, plan_path: Path, every: float) -> int:
     from bench.progress import status_line
 
     started = plan_path.stat().st_mtime
+    walls: dict = {}
     try:
         while True:
-            line = status_line(store, jobs, started)
+            line = status_line(store, jobs, started, walls=walls)
             print("\r\x1b[2K" + line, end="", flush=True)
             if line.endswith("finished"):
                 break

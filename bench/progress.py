@@ -28,21 +28,27 @@ from typing import TextIO
 from bench.store import RunStore
 
 
-def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: float | None = None) -> str:
-    """``done 41/100 · running 2 · failed 0 · 1m12s elapsed · ETA 2m05s``, read from the run directory."""
+def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: float | None = None,
+                walls: dict[str, float | None] | None = None) -> str:
+    """``done 41/100 · running 2 · failed 0 · 1m12s elapsed · ETA 2m05s``, read from the run directory.
+    ``walls`` (job id -> measured wall time) is a cache the caller keeps between redraws, so each
+    finished job's result is read once, not at every redraw."""
     now = time.time() if now is None else now
+    walls = {} if walls is None else walls
     jobs = list(jobs)
     done_wall: dict[str, list[float]] = {}
     remaining: dict[str, int] = {}
     counts = {"done": 0, "running": 0, "failed": 0}
     for job in jobs:
-        if store.is_done(job["id"]):
+        if job["id"] in walls or store.is_done(job["id"]):
             counts["done"] += 1
-            try:
-                wall = store.read_result(job["id"])["cost"]["job_wall_s"]
-                done_wall.setdefault(job["kind"], []).append(float(wall))
-            except (KeyError, TypeError, ValueError, OSError):
-                pass
+            if job["id"] not in walls:
+                try:
+                    walls[job["id"]] = float(store.read_result(job["id"])["cost"]["job_wall_s"])
+                except (KeyError, TypeError, ValueError, OSError):
+                    walls[job["id"]] = None
+            if walls[job["id"]] is not None:
+                done_wall.setdefault(job["kind"], []).append(walls[job["id"]])
             continue
         remaining[job["kind"]] = remaining.get(job["kind"], 0) + 1
         if store.owner(job["id"]).state == "held":
@@ -90,6 +96,7 @@ class RunView:
         self._jobs: list[dict] = []
         self._started = time.time()
         self._last_draw = 0.0
+        self._walls: dict[str, float | None] = {}
 
     def watch(self, store: RunStore, jobs: Iterable[dict]) -> None:
         self._store, self._jobs = store, list(jobs)
@@ -112,7 +119,7 @@ class RunView:
         if self._store is None:
             return
         self._last_draw = time.time()
-        line = status_line(self._store, self._jobs, self._started)
+        line = status_line(self._store, self._jobs, self._started, walls=self._walls)
         self.stream.write("\r\x1b[2K" + line)
         self.stream.flush()
 
