@@ -58,7 +58,7 @@ def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: floa
     parts = [f"done {counts['done']}/{len(jobs)}", f"running {counts['running']}", f"failed {counts['failed']}",
              f"{duration(now - started)} elapsed"]
     eta = estimate_remaining(done_wall, remaining, max(counts["running"], 1))
-    parts.append("ETA " + (duration(eta) if eta is not None else "unknown (no finished job of a kind still to run)")
+    parts.append("ETA " + (duration(eta) if eta is not None else "once each job kind has finished one job")
                  if remaining else "finished")
     return " · ".join(parts)
 
