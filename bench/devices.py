@@ -54,6 +54,8 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from bench.store import try_exclusive_lock
+
 STUCK_SECONDS = 120.0  # how long a group may wait on devices that only a worker's exit can free
 
 
@@ -141,16 +143,7 @@ class DeviceAllocator:
     # -- locks ----------------------------------------------------------------------------------
     def _try_lock(self, device: str) -> int | None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path(device), os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return try_exclusive_lock(self.lock_path(device))
 
     def _write_record(self, fd: int, kind: str, job: str | None) -> None:
         record = {"kind": kind, "holder": self.holder, "pid": os.getpid(), "job": job, "since": time.time()}

@@ -68,6 +68,21 @@ class ClaimLost(RuntimeError):
     """This worker no longer owns the job (its fencing token is not the claim's): it must not touch it."""
 
 
+def try_exclusive_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on ``path`` (created if missing), or None if another holds it.
+    The caller unlocks and closes it; the kernel does both if the process dies."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def is_storage_error(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
 
@@ -162,23 +177,16 @@ class RunStore:
         """Own the job if nobody does (non-blocking); None if another worker owns it or it is done."""
         directory = self.job_dir(job_id)
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_exclusive_lock(directory / "lock")
+        if fd is None:
             return None
-        except BaseException:
-            os.close(fd)
-            raise
         claim = Claim(self, job_id, fd, uuid.uuid4().hex, heartbeat_seconds)
         try:
             if self.is_done(job_id):  # finished by another worker between our look and our lock
                 claim.release()
                 return None
-            problem = self.result_problem(job_id)
-            if problem is not None:
-                self.quarantine(job_id, problem)
+            if self.result_path(job_id).exists():  # is_done said it is no valid result
+                self.quarantine(job_id, self.result_problem(job_id) or "not a valid result")
             atomic_write_json(claim.path, {"worker": worker, "host": socket.gethostname(), "pid": os.getpid(),
                                            "claimed_at": time.time(), "token": claim.token})
         except BaseException:

@@ -88,10 +88,10 @@ class MaskedLMObjective(nn.Module):
 class _Encoder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.base = model.base_model
+        self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return encode(self.model, {"input_ids": input_ids, "attention_mask": attention_mask})
 
 
 def full_vocabulary_mlm_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

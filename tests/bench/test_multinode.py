@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.test_runner import MINI, bench_run, finished, results
+from tests.bench.test_runner import MINI, _wait_for, bench_run, finished, results
 
 pytestmark = pytest.mark.slow
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
@@ -70,15 +70,6 @@ def launches(tmp_path, **env):
                 process.wait()
 
 
-def wait_until(condition, timeout=120) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def outputs_of(*processes) -> list[str]:
     """Waits until all have exited 0; one failing (or the time limit) ends the wait."""
     deadline = time.time() + LIMIT
@@ -127,7 +118,7 @@ def test_two_nodes_with_the_documented_config(single_worker, tmp_path, rendezvou
             # the head's accelerate refuses a port already taken. On a cluster only the head matches;
             # so here the head starts first and the other once the store listens.
             nodes = [start("node0", node(0))]
-            assert wait_until(lambda: listening(port) or nodes[0].poll() is not None), "the head never listened"
+            assert _wait_for(lambda: listening(port) or nodes[0].poll() is not None), "the head never listened"
             assert nodes[0].poll() is None, nodes[0].log.read_text()[-3000:]
             nodes.append(start("node1", node(1)))
         outputs = outputs_of(*nodes)
