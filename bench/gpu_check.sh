@@ -53,7 +53,7 @@ step kernels "${KERNELS_TIMEOUT:-60}" python3 -m pytest -q -p no:cacheprovider t
 # ops keeps what it measured when cut short, and skips compile columns near the end of its own budget
 step ops "$ops_limit" python3 -m bench.perf.ops --out "$out" --budget-s $(( ops_limit - 15 ))
 # results are named after the card (as bench.perf.cli._slug spells it); the perf runs read the loss verdict
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9]+/-/g; s/^-+|-+$//g')
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9]+/-/g; s/^-+|-+$//g')
 gpu=${gpu:-gpu}
 step loss "${LOSS_TIMEOUT:-50}" python3 -m bench.perf.loss_memory --device cuda --name "loss-memory-$gpu" --out "$out"
 step perf "${PERF_TIMEOUT:-140}" python3 -m bench.perf --gpu --steps 10 --warmup 3 --variants eager,fused \

@@ -154,8 +154,10 @@ exit "$status"
 """
 SCONTROL = r"""#!/bin/bash
 # scontrol: only `scontrol show hostnames LIST`, one "node" per SLURM_NNODES, all this machine.
+# Slow after the first line, as a long node list is: a reader that stops early (`| head -n 1`
+# under pipefail) then kills the script with SIGPIPE every time, not only on unlucky timing.
 [[ "${1-} ${2-}" == "show hostnames" ]] || { echo "scontrol stand-in: not emulated: $*" >&2; exit 2; }
-for ((node = 0; node < SLURM_NNODES; node++)); do echo localhost; done
+for ((node = 0; node < SLURM_NNODES; node++)); do ((node)) && sleep 0.3; echo localhost; done
 """
 
 
