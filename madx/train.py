@@ -38,6 +38,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     eval_every: int | None = None  # optimizer steps between dev evaluations; None: once per epoch
+    early_stopping_patience: int | None = None  # stop after this many dev evaluations without a new best
     select_metric: str = "f1"  # dev metric for best-checkpoint selection
     greater_is_better: bool = True
     log_every: int = 10
@@ -48,6 +49,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate, batch_size and gradient_accumulation_steps must be positive: {self}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience <= 0:
+            raise ValueError(f"early_stopping_patience must be positive or None, got {self.early_stopping_patience}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -72,6 +75,7 @@ class TrainResult:
     peak_memory_bytes: int = 0
     trainable_params: int = 0
     total_params: int = 0
+    stopped_early: bool = False  # early_stopping_patience evaluations in a row found no new best
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,9 +126,9 @@ def train(
     start = time.perf_counter()
     window_loss, window_count, window_tokens, window_start = 0.0, 0, 0, start
     positions = 0
-    step = micro = 0
+    step = micro = evaluations_without_best = 0
     model.train()
-    while step < total_steps:
+    while step < total_steps and not result.stopped_early:
         for batch in loader:
             batch = runtime.to_device(batch)
             with runtime.autocast():
@@ -181,7 +185,11 @@ def train(
                 if _is_better(metrics, result.best_metrics, config):
                     result.best_metrics, result.best_step = metrics, step
                     best_state = {n: p.detach().to("cpu", copy=True) for n, p in runtime.unwrap(model).named_parameters() if p.requires_grad}
-            if step >= total_steps:
+                    evaluations_without_best = 0
+                else:
+                    evaluations_without_best += 1
+                    result.stopped_early = evaluations_without_best == config.early_stopping_patience
+            if step >= total_steps or result.stopped_early:
                 break
         result.epochs = step / updates_per_epoch
     result.tokens += runtime.sum_across_processes(window_tokens)

@@ -3,6 +3,7 @@
     madx data fetch --out $MADX_DATA                                   # everything the paper suites read
     madx data fetch --out data --languages en,qu --tasks ner,mlm --max-text-mb 20
     madx data fetch --out data --tasks qa --revision xquad=<commit>   # pin one source
+    madx data mlm-corpus --text data/text --wikiann data/wikiann --out data/text+wikiann
 
 Writes wikiann/{train,dev,test}-{lang}.tsv, text/{lang}.txt, squad/{train,dev}-v1.1.json,
 xquad/xquad.{lang}.json and MANIFEST.json (per file: source, config, split, revision, rows,
@@ -45,6 +46,23 @@ def add_arguments(parser) -> None:
     fetch.add_argument("--cache-dir", type=Path, default=None, help="datasets' cache (default: its own)")
     fetch.add_argument("--force", action="store_true", help="fetch again even files that are up to date")
     fetch.set_defaults(run=run_fetch)
+    corpus = sub.add_parser("mlm-corpus", help="MLM text per language: text files plus WikiANN train/dev sentences, "
+                                               "never a test sentence", description=CORPUS_DOC,
+                            formatter_class=parser.formatter_class)
+    corpus.add_argument("--out", required=True, type=Path, help="folder for {lang}.txt and MANIFEST.json")
+    corpus.add_argument("--text", type=Path, default=None, help="folder of {lang}.txt files (e.g. $MADX_DATA/text)")
+    corpus.add_argument("--wikiann", type=Path, default=None,
+                        help="folder of {split}-{lang}.tsv files (e.g. $MADX_DATA/wikiann/rahimi-xtreme)")
+    corpus.add_argument("--splits", default="train,dev", help="WikiANN splits to add: train, dev or both (default both)")
+    corpus.add_argument("--languages", default=None, help="comma-separated codes (default: every language found)")
+    corpus.set_defaults(run=run_mlm_corpus)
+
+
+# here, not madx.data.corpus.__doc__: building the parser must not import the data stack (start-up time)
+CORPUS_DOC = """Writes OUT/{lang}.txt: the text folder's {lang}.txt lines, then the WikiANN train/dev sentences
+(tokens joined by spaces), each distinct line once, without any line that contains one of the
+language's WikiANN test sentences; and OUT/MANIFEST.json (inputs with sha256, counts). Point a
+suite's data.text at OUT. Exit status 1 when a language asked for has no input at all."""
 
 
 def run(args) -> int:
@@ -100,4 +118,16 @@ def run_fetch(args) -> int:
             print(f"  {m['task']:<4} {m['language']:<4} {m['file']:<28} {m['reason']}")
         return MISSING_STATUS
     print("nothing missing")
+    return 0
+
+
+def run_mlm_corpus(args) -> int:
+    from madx.data.corpus import build_mlm_corpus
+
+    manifest = build_mlm_corpus(args.out, _split(args.languages), text_dir=args.text, wikiann_dir=args.wikiann,
+                                splits=_split(args.splits) or [], say=lambda line: print(line, flush=True))
+    print(f"{args.out}: {len(manifest['languages'])} corpora; manifest {args.out / 'MANIFEST.json'}")
+    if manifest["missing"]:
+        print(f"MISSING ({len(manifest['missing'])}): no input for {', '.join(manifest['missing'])}")
+        return MISSING_STATUS
     return 0

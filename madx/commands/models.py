@@ -33,7 +33,11 @@ def add_arguments(parser) -> None:
     head.add_argument("--model", required=True, type=Path, help="model directory (e.g. from fetch-e5-small)")
     head.add_argument("--text", nargs="+", required=True, type=Path, help="multilingual text files")
     head.add_argument("--out", required=True, type=Path)
-    head.add_argument("--steps", type=int, default=2000)
+    head.add_argument("--steps", type=int, default=2000, help="at most this many steps")
+    head.add_argument("--eval-every", type=int, default=None, help="steps between dev-loss evaluations (default: steps / 4)")
+    head.add_argument("--dev-blocks", type=int, default=256, help="held-out blocks for the dev loss (at most 5%% of the text)")
+    head.add_argument("--patience", type=int, default=None,
+                      help="stop once this many dev evaluations in a row found no lower dev loss (default: run all steps)")
     head.add_argument("--batch-size", type=int, default=32)
     head.add_argument("--lr", type=float, default=1e-3)
     head.add_argument("--max-seq-length", type=int, default=128)
@@ -80,8 +84,15 @@ def run_train_mlm_head(args) -> int:
     from madx.models.mlm_head import MLMHeadConfig, train_mlm_head
 
     config = MLMHeadConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                           max_seq_length=args.max_seq_length, seed=args.seed, eval_every=max(1, args.steps // 4))
+                           max_seq_length=args.max_seq_length, seed=args.seed, patience=args.patience,
+                           dev_blocks=args.dev_blocks,
+                           eval_every=args.eval_every or max(1, args.steps // 4))
     record = train_mlm_head(args.model, args.text, args.out, config,
                             progress=lambda r: print(f"step {r['step']} loss {r['loss']:.3f}", flush=True))
+    train = record["train"]
+    devs = ", ".join(f"{h['step']}: {h['dev']['loss']:.3f}" for h in train["history"] if "dev" in h)
+    stop = (f"stopped at step {train['steps']}: {config.patience} evaluations without a lower dev loss"
+            if train["stopped_early"] else f"ran all {train['steps']} steps")
+    print(f"dev MLM loss by step: {devs}\n{stop}; kept step {train['best_step']}")
     print(f"wrote {args.out}: dev MLM loss {record['dev']['loss']:.3f}")
     return 0

@@ -35,6 +35,8 @@ class MLMHeadConfig:
     max_seq_length: int = 128
     warmup_ratio: float = 0.05
     eval_every: int = 500
+    dev_blocks: int = 256  # held-out blocks of max_seq_length tokens for the dev loss (at most 5 % of the text)
+    patience: int | None = None  # stop after this many dev evaluations without a lower dev loss; None: all steps
     seed: int = 0
 
 
@@ -60,9 +62,10 @@ def train_mlm_head(model_dir: str | Path, texts: list[str | Path], out_dir: str 
         parameter.requires_grad_(name in trainable)
     train_config = TrainConfig(learning_rate=config.learning_rate, batch_size=config.batch_size, max_steps=config.steps,
                                warmup_ratio=config.warmup_ratio, eval_every=config.eval_every, seed=config.seed,
+                               early_stopping_patience=config.patience,
                                select_metric="loss", greater_is_better=False, log_every=max(1, config.steps // 20))
     result, dev = train_mlm(model, [Path(t) for t in texts], tokenizer, train_config,
-                                MLMData(max_seq_length=config.max_seq_length), runtime, None, progress)
+                                MLMData(max_seq_length=config.max_seq_length, max_dev_blocks=config.dev_blocks), runtime, None, progress)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

@@ -35,14 +35,14 @@ def test_smoke_and_offline_real_counts(monkeypatch):
     assert (1 + mlm + task + evaluation) == len(jobs) == 138
 
     # offline-real without its data folder here: every language counts as having text (with the shared data,
-    # cdo and xmf have none, and their adapter cells drop out: 56 MLM, 10 task, 100 eval = 166 jobs)
+    # cdo and xmf have none, and their adapter cells drop out: 28 MLM, 15 task, 111 eval = 154 jobs)
     jobs = build_graph(load_suite("offline-real", check_paths=False))
-    ner_targets, qa_targets = 16, 3  # qa's targets are among ner's
-    mlm = ner_targets * 4  # 4 adapter modes, no full-model MLM method here
-    task = 6 + 4  # NER: madx, madx-inv, madx-lad-inv, full-ft, madx2, madx2-inv; QA: the 4 adapter methods with MLM
-    evaluation = 6 * ner_targets + 4 * qa_targets
+    targets, methods, seeds = 9, 5, 3  # English and the 8 unseen languages; every adapter method, no full-ft
+    mlm = targets * 4  # 4 adapter modes (with/without NICE, with/without the last layer), once per language
+    task = methods * seeds
+    evaluation = methods * targets * seeds
     assert count_by_kind(jobs) == {"mlm": mlm, "task": task, "eval": evaluation}
-    assert (mlm, task, evaluation) == (64, 10, 108)
+    assert (mlm, task, evaluation) == (36, 15, 135)
 
 
 def test_madx2_has_its_own_language_adapters_and_evaluates_with_them():
