@@ -149,9 +149,18 @@ def _alive(pid: int) -> bool:
 def test_sigterm_releases_the_job_in_hand_and_writes_nothing_half(clean_run, tmp_path):
     process = bench_run(tmp_path, start_new_session=True)
     jobs = tmp_path / "jobs"
-    assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 3 and list(jobs.glob("*/claim")))
-    held = json.loads(next(jobs.glob("*/claim")).read_text())
-    os.kill(held["pid"], signal.SIGTERM)
+    held = None
+    while held is None:
+        assert _wait_for(lambda: len(list(jobs.glob("*/result.json"))) >= 3 and list(jobs.glob("*/claim"))
+                         or process.poll() is not None) and process.poll() is None, "the run ended before a job was caught"
+        # The mini suite's jobs take ~0.1 s: freeze the worker so the job seen in hand is still in hand at
+        # the signal (on a loaded machine this test was once too slow to catch any: the run finished first)
+        os.killpg(process.pid, signal.SIGSTOP)
+        claims = [c for c in jobs.glob("*/claim") if c.stat().st_size]
+        if claims:
+            held = json.loads(claims[0].read_text())
+            os.kill(held["pid"], signal.SIGTERM)  # delivered when the worker runs again
+        os.killpg(process.pid, signal.SIGCONT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, output[-2000:]
     assert "stopped by SIGTERM" in output
