@@ -62,7 +62,7 @@ def add_arguments(parser) -> None:
 CORPUS_DOC = """Writes OUT/{lang}.txt: the text folder's {lang}.txt lines, then the WikiANN train/dev sentences
 (tokens joined by spaces), each distinct line once, without any line that contains one of the
 language's WikiANN test sentences; and OUT/MANIFEST.json (inputs with sha256, counts). Point a
-suite's data.text at OUT. Exit status 1 when a language asked for has no input at all."""
+suite's data.text at OUT. Exit status 1 when a language has no input, or no line left after filtering."""
 
 
 def run(args) -> int:

@@ -95,6 +95,12 @@ def build_mlm_corpus(out_dir: str | Path, languages: Iterable[str] | None = None
             "excludes_sha256": sha256_file(test) if exclude is not None else None,
             **{k: stats[k] for k in ("rows", "bytes", "duplicate_lines", "excluded_lines")},
             **({"sha256": sha256_file(path)} if stats["rows"] else {})}
+        if stats["rows"] == 0:  # write_text wrote nothing; a file from an earlier build would stay, so name it
+            manifest["missing"].append(lang)
+            stale = f"; {path} from an earlier build is left as it was" if path.exists() else ""
+            say(f"{lang}: no line left after {stats['duplicate_lines']} duplicates and {stats['excluded_lines']} lines "
+                f"with a WikiANN test sentence were dropped; no corpus written{stale}")
+            continue
         excluded = (f"{stats['excluded_lines']} with a WikiANN test sentence dropped" if exclude is not None
                     else "no WikiANN test set to exclude")
         sources = " + ".join(f"{i['lines']} {Path(i['file']).name}" for i in inputs)

@@ -79,3 +79,14 @@ def test_bad_folders_are_named(inputs, tmp_path):
         build_mlm_corpus(text, text_dir=text, wikiann_dir=wikiann)
     with pytest.raises(ValueError, match="nothing to build from"):
         build_mlm_corpus(tmp_path / "out")
+
+
+def test_a_language_whose_every_line_is_a_test_sentence_is_missing_not_silently_empty(inputs, tmp_path):
+    text, wikiann = inputs
+    (text / "gn.txt").write_text(f"{LONG_TEST}\nPuno\n", encoding="utf-8")
+    write_wikiann(wikiann / "test-gn.tsv", [LONG_TEST, "Puno"])
+    lines = []
+    manifest = build_mlm_corpus(tmp_path / "out", ["gn"], text_dir=text, wikiann_dir=wikiann, say=lines.append)
+    assert manifest["missing"] == ["gn"] and manifest["languages"]["gn"]["excluded_lines"] == 2
+    assert not (tmp_path / "out" / "gn.txt").exists()
+    assert "gn: no line left after 0 duplicates and 2 lines with a WikiANN test sentence were dropped" in lines[-1]
