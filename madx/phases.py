@@ -43,7 +43,8 @@ def _objective_loss(objective: nn.Module, batch: dict[str, torch.Tensor]) -> tor
     return objective(**batch)
 
 
-def _split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+def split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(train, dev) blocks of an MLM corpus, the dev blocks held out by ``seed`` (tiny corpora: part of train)."""
     blocks = build_mlm_dataset(corpus, tokenizer, data.max_seq_length)
     n_dev = min(data.max_dev_blocks, int(len(blocks) * data.dev_fraction)) if len(blocks) >= 20 else 0
     if n_dev == 0:
@@ -57,7 +58,7 @@ def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runt
 
     The blocks are packed (every one ``max_seq_length`` tokens of text), so batches carry no
     attention mask; the step is ``MaskedLMObjective``, compiled where ``runtime.compiles``."""
-    train_blocks, dev_blocks = _split_mlm_blocks(corpus, tokenizer, data, config.seed)
+    train_blocks, dev_blocks = split_mlm_blocks(corpus, tokenizer, data, config.seed)
     train_collator = MaskedLMCollator(tokenizer, seed=config.seed)
     objective = MaskedLMObjective(model, compile=runtime.compiles)
 

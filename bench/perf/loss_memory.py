@@ -36,6 +36,7 @@ import time
 
 import torch
 
+from bench.perf.report import command_header
 from madx.tables import render_table
 
 DEFAULT_ROWS = round(0.15 * 64 * 256)  # masked positions of a 64 x 256 batch: 2,458
@@ -234,14 +235,7 @@ def _comparison_cells(c: dict) -> list[str]:
 def render_markdown(result: dict) -> str:
     s = result["shape"]
     lines = [
-        f"# Loss-path memory — {result['device']['description']}",
-        "",
-        f"Written {result['created']} by:",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *command_header("Loss-path memory", result),
         f"`madx.kernels.cross_entropy.linear_cross_entropy`, one forward + backward: hidden ({s['rows']:,}, "
         f"{s['hidden']}), weight ({s['vocab']:,}, {s['hidden']}), bias, labels; {s['dtype']}; the chunked path "
         f"takes {s['chunk_rows']} rows at a time. *Peak above inputs*: the most bytes live during the call beyond "

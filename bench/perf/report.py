@@ -261,20 +261,19 @@ def _one_per_workload(rows: list[dict[str, Any]], *, counted: bool = False) -> l
     return out
 
 
+def command_header(title: str, result: dict[str, Any]) -> list[str]:
+    """A benchmark page's opening lines: its title with the device, then when and by which command it was written."""
+    return [f"# {title} — {result['device']['description']}", "", f"Written {result['created']} by:", "", "```",
+            result["command"], "```", ""]
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     p = result["preset"]
     packed, padded = result["batch"]["packed"], result["batch"]["padded"]
     peak = result["peak"]
     titles = {w["key"]: w for w in result["workloads"]}
     lines = [
-        f"# madx-bench perf — {result['device']['description']}",
-        "",
-        f"Written {result['created']} by:",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
+        *command_header("madx-bench perf", result),
         f"Preset **{p['name']}** ({p['note']}): {p['layers']} layers, h={p['hidden']}, {p['heads']} heads, "
         f"FFN {p['ffn']}, vocabulary {p['vocab']:,}; batch {p['batch']} × seq {p['seq_len']}; autocast {p['autocast']}; "
         f"{p['warmup']} warm-up + {p['steps']} timed steps per configuration, median reported.",

@@ -34,22 +34,20 @@ def fmt_paper(x: float | None) -> str:
     return f"{x:.1f}" if abs(round(x, 1) - x) < 1e-9 else f"{x:.2f}"
 
 
-def fmt_value(v: Value, digits: int = 1) -> str:
-    """mean ± std over seeds; a single seed shows the mean alone, unequal seeds "± n/a"."""
+def fmt_value(v: Value, digits: int = 1, mean_format=None) -> str:
+    """mean ± std over seeds; a single seed shows the mean alone, unequal seeds "± n/a".
+    ``mean_format`` formats the mean (default ``fmt``)."""
+    mean_format = mean_format or fmt
     if v.mean is None:
         return MISSING_TEXT
     if v.std is None and v.n_seeds_max <= 1:
-        return fmt(v.mean, digits)
-    return f"{fmt(v.mean, digits)} ± {fmt(v.std, digits) if v.std is not None else 'n/a'}"
+        return mean_format(v.mean, digits)
+    return f"{mean_format(v.mean, digits)} ± {fmt(v.std, digits) if v.std is not None else 'n/a'}"
 
 
 def fmt_diff_value(v: Value, digits: int = 1) -> str:
     """A difference over seeds: signed mean ± std, as fmt_value shows a mean."""
-    if v.mean is None:
-        return MISSING_TEXT
-    if v.std is None and v.n_seeds_max <= 1:
-        return fmt_diff(v.mean, digits)
-    return f"{fmt_diff(v.mean, digits)} ± {fmt(v.std, digits) if v.std is not None else 'n/a'}"
+    return fmt_value(v, digits, fmt_diff)
 
 
 def fmt_interval(low: float | None, high: float | None, digits: int = 1) -> str:

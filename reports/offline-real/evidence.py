@@ -20,7 +20,8 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from madx.data.mlm import MaskedLMCollator, read_text_files
 from madx.evaluate import evaluate_mlm
-from madx.phases import MLMData, _split_mlm_blocks  # the MLM jobs' own split, so the blocks are the same
+from bench.suite import load_suite
+from madx.phases import MLMData, split_mlm_blocks  # the MLM jobs' own split, so the blocks are the same
 from madx.runtime import Runtime
 
 MODES = ("adapter+inv", "adapter", "adapter+inv,leave_out=-1", "adapter,leave_out=-1")
@@ -48,12 +49,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    suite = (args.run / "suite.yaml").read_text()
+    suite = load_suite(str(args.run / "suite.yaml"), check_paths=False)  # the copy the run was started with
+    hyper, mixed_precision = suite.hyperparameters["mlm"], suite.hyperparameters["runtime"]["mixed_precision"]
     results = mlm_results(args.run)
     languages = sorted({lang for lang, _ in results}, key=lambda lang: (lang != "en", lang))
-    any_result = next(iter(results.values()))
-    hyper = any_result["job"]["params"]["mlm"]
-    mixed_precision = "bf16" if "mixed_precision: bf16" in suite else "no"
     runtime = Runtime.local("cpu", mixed_precision=mixed_precision)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForMaskedLM.from_pretrained(args.model).eval()
@@ -62,7 +61,7 @@ def main() -> None:
     rows = []
     for lang in languages:
         corpus = args.text / f"{lang}.txt"
-        train_blocks, dev_blocks = _split_mlm_blocks(corpus, tokenizer, MLMData(max_seq_length=hyper["max_seq_length"]), JOB_SEED)
+        train_blocks, dev_blocks = split_mlm_blocks(corpus, tokenizer, MLMData(max_seq_length=hyper["max_seq_length"]), JOB_SEED)
         training_tokens = len(train_blocks) * hyper["max_seq_length"]
         base = evaluate_mlm(model, dev_blocks, MaskedLMCollator(tokenizer, seed=DEV_MASK_SEED), runtime, hyper["batch_size"])
         seen = results[(lang, "adapter+inv")]["train"]["tokens"]
