@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from madx.atomic import atomic_write_json
+from madx.atomic import atomic_save_pretrained, atomic_write_json
 from madx.inject.mlm_head import mlm_decoder
 from madx.inject.spec import get_path, spec_for_model_type
 from madx.phases import MLMData, train_mlm
@@ -67,8 +67,7 @@ def train_mlm_head(model_dir: str | Path, texts: list[str | Path], out_dir: str 
     result, dev = train_mlm(model, [Path(t) for t in texts], tokenizer, train_config,
                                 MLMData(max_seq_length=config.max_seq_length, max_dev_blocks=config.dev_blocks), runtime, None, progress)
     out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    atomic_save_pretrained(out_dir, model, tokenizer)
     record = {"config": asdict(config), "texts": [str(t) for t in texts], "dev": dev, "train": result.to_dict(),
               "trained_parameters": sorted(trainable), "base": str(model_dir)}
     atomic_write_json(out_dir / "mlm_head.json", record)
