@@ -20,6 +20,7 @@ import yaml
 
 from madx.adapters.config import AdapterConfig
 from madx.data.languages import get_language
+from madx.recipes import suite_defaults
 from madx.runtime import COMPILE, MIXED_PRECISION
 from madx.tasks.registry import UnknownTaskError, get_task, task_names
 from madx.variants import VARIANTS
@@ -27,8 +28,7 @@ from madx.variants import VARIANTS
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 _SHARED_DEFAULTS: dict[str, Any] = {
     "adapters": AdapterConfig().to_dict(),
-    "mlm": {"steps": 250000, "batch_size": 64, "lr_adapters": 1e-4, "lr_full_model": 5e-5, "max_seq_length": 256,
-            "eval_every": 10000},
+    "mlm": {**suite_defaults("mlm"), "eval_every": 10000},  # the paper's (madx.recipes); dev loss every 10k steps: ours
     # zero_group_size > 1: full-model jobs run data-parallel over that many processes with DeepSpeed ZeRO;
     # compile: torch.compile of the MLM step, "auto" (on CUDA), "yes" or "no" (the opt-out)
     "runtime": {"mixed_precision": "no", "cpu_threads_per_worker": 1, "lease_seconds": 120, "zero_stage": 2,
@@ -37,7 +37,8 @@ _SHARED_DEFAULTS: dict[str, Any] = {
 
 
 def default_hyperparameters() -> dict[str, Any]:
-    """The suite defaults: shared sections, and one section per registered task (its spec's)."""
+    """The suite defaults: shared sections, and one section per registered task (its spec's). The paper's
+    settings (learning rates, steps/epochs, batch sizes, sequence lengths) come from ``madx.recipes``."""
     tasks = {name: dict(get_task(name).hyperparameters) for name in task_names()}
     return copy.deepcopy({"adapters": _SHARED_DEFAULTS["adapters"], "mlm": _SHARED_DEFAULTS["mlm"], **tasks,
                           "runtime": _SHARED_DEFAULTS["runtime"]})

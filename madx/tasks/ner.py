@@ -33,6 +33,7 @@ from madx.data import synthetic
 from madx.data.wikiann import LABEL2ID, NER_TAGS, load_wikiann, load_wikiann_hub, wikiann_path
 from madx.evaluate import sharded_predictions
 from madx.metrics import ner_scores
+from madx.recipes import recipe, suite_defaults
 from madx.runtime import Runtime
 from madx.tasks.registry import TaskSpec
 
@@ -287,11 +288,10 @@ TASK = TaskSpec(
     evaluate=evaluate_ner,
     select_metric="f1",
     metrics=("f1", "precision", "recall"),
-    default_max_length=128,
+    default_max_length=recipe("adapters", "task", "ner").max_length,
     example_noun="sentences",
-    # §5.2: 100 epochs, batch 16 (8 for low-resource training sets), lr 1e-4 for adapters
-    hyperparameters={"epochs": 100, "batch_size": 16, "batch_size_low_resource": 8, "lr_adapters": 1e-4,
-                     "lr_full_model": 5e-5, "max_length": 128, "eval_every": None, "max_train_sentences": None,
+    # §5.2 (madx.recipes): 100 epochs, batch 16 (8 for low-resource training sets), lr 1e-4 / 5e-5
+    hyperparameters={**suite_defaults("task", "ner"), "eval_every": None, "max_train_sentences": None,
                      "max_eval_sentences": None},
     low_resource_below=5000,
     write_synthetic=_write_synthetic,

@@ -43,6 +43,7 @@ from madx.data import synthetic
 from madx.data.squad import load_squad, load_squad_hub
 from madx.evaluate import sharded_predictions
 from madx.metrics import squad_scores
+from madx.recipes import recipe, suite_defaults
 from madx.runtime import Runtime
 from madx.tasks.registry import TaskSpec
 
@@ -336,10 +337,11 @@ TASK = TaskSpec(
         model, examples, features, runtime, batch_size, per_example=per_example),
     select_metric="f1",
     metrics=("f1", "exact_match"),
-    default_max_length=384,
+    default_max_length=recipe("adapters", "task", "qa").max_length,
     example_noun="questions",
-    hyperparameters={"epochs": 3, "batch_size": 16, "lr_adapters": 1e-4, "lr_full_model": 3e-5, "max_length": 384,
-                     "eval_every": None, "max_train_questions": None, "max_eval_questions": None},
+    # not in the paper (madx.recipes says which values are ours)
+    hyperparameters={**suite_defaults("task", "qa"), "eval_every": None, "max_train_questions": None,
+                     "max_eval_questions": None},
     write_synthetic=_write_synthetic,
     synthetic_fields={"squad_train": "squad/train.json", "squad_dev": "squad/dev.json", "xquad": "xquad"},
     assumed_train_examples=lambda language: 88000,
