@@ -37,6 +37,8 @@ class Runtime:
         self.mixed_precision = mixed_precision
         self.accelerator = accelerator
         self.compile = compile
+        self.scaler: torch.amp.GradScaler | None = None  # local fp16 only (see prepare)
+        self._scaled_optimizer = None
 
     @property
     def compiles(self) -> bool:
@@ -74,14 +76,76 @@ class Runtime:
         return 0 if self.accelerator is None else self.accelerator.process_index
 
     def prepare(self, *objects):
+        """Objects for one training run. Locally with fp16, an optimizer gets a fresh loss scaler (one
+        per run: a worker's next job must not inherit the last one's scale)."""
         if self.accelerator is not None:
             return self.accelerator.prepare(*objects)
         prepared = []
         for obj in objects:
             if isinstance(obj, nn.Module):
                 obj = obj.to(self.device)
+            if isinstance(obj, torch.optim.Optimizer) and self.mixed_precision == "fp16":
+                # fp16 gradients underflow (and overflow) without dynamic loss scaling; accelerate and
+                # DeepSpeed scale their own, this is the same torch.amp.GradScaler for the local runtime
+                self.scaler = torch.amp.GradScaler(self.device.type)
+                self._scaled_optimizer = obj
             prepared.append(obj)
         return tuple(prepared) if len(prepared) > 1 else prepared[0]
+
+    @property
+    def keeps_master_weights(self) -> bool:
+        """Whether the runtime keeps fp32 copies of low-precision trainable weights itself (DeepSpeed)."""
+        return False
+
+    @property
+    def supports_checkpoints(self) -> bool:
+        """Whether ``madx.train`` can checkpoint and resume training under this runtime."""
+        return True
+
+    def no_sync(self, model: nn.Module, skip: bool):
+        """Inside: backward accumulates gradients without the data-parallel all-reduce (``skip`` True on
+        every micro-batch of an accumulation window but the last), accelerate's own mechanism."""
+        if skip and self.accelerator is not None and self.accelerator.num_processes > 1:
+            return self.accelerator.no_sync(model)
+        return contextlib.nullcontext()
+
+    def skip_batches(self, loader, n: int):
+        """``loader`` without its first ``n`` batches, drawn from its sampler but never collated (resume)."""
+        if n == 0:
+            return loader
+        if self.accelerator is not None:
+            return self.accelerator.skip_first_batches(loader, n)
+        from accelerate.data_loader import SkipBatchSampler
+
+        # the same generator: a DataLoader's iterator draws its base seed from it before the sampler draws its own
+        return DataLoader(loader.dataset, batch_sampler=SkipBatchSampler(loader.batch_sampler, skip_batches=n),
+                          collate_fn=loader.collate_fn, num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                          generator=loader.generator)
+
+    def scaler_state(self) -> dict[str, Any] | None:
+        scaler = self._active_scaler()
+        return None if scaler is None else scaler.state_dict()
+
+    def load_scaler_state(self, state: dict[str, Any] | None) -> None:
+        scaler = self._active_scaler()
+        if scaler is not None and state:
+            scaler.load_state_dict(state)
+
+    def _active_scaler(self):
+        if self.accelerator is not None:
+            return getattr(self.accelerator, "scaler", None)
+        return self.scaler
+
+    def wait_for_everyone(self) -> None:
+        if self.num_processes > 1:
+            if self.accelerator is not None:
+                self.accelerator.wait_for_everyone()
+            else:
+                dist.barrier()
+
+    def any_across_processes(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (a stop signal seen by one rank stops all at the same step)."""
+        return self.sum_across_processes(int(flag)) > 0 if self.num_processes > 1 else flag
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -97,6 +161,8 @@ class Runtime:
     def backward(self, loss: torch.Tensor) -> None:
         if self.accelerator is not None:
             self.accelerator.backward(loss)
+        elif self.scaler is not None:
+            self.scaler.scale(loss).backward()
         else:
             loss.backward()
 
@@ -104,11 +170,17 @@ class Runtime:
         if self.accelerator is not None:
             norm = self.accelerator.clip_grad_norm_(model.parameters(), max_norm)
         else:
+            if self.scaler is not None:
+                self.scaler.unscale_(self._scaled_optimizer)  # clip the true gradients, not the scaled ones
             norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
         return float(norm) if norm is not None else float("nan")
 
     def optimizer_step(self, model: nn.Module, optimizer) -> None:
-        optimizer.step()
+        if self.accelerator is None and self.scaler is not None and optimizer is self._scaled_optimizer:
+            self.scaler.step(optimizer)  # skipped when a gradient is inf/nan; the scale then shrinks
+            self.scaler.update()
+        else:
+            optimizer.step()
 
     def unwrap(self, model: nn.Module) -> nn.Module:
         return model if self.accelerator is None else self.accelerator.unwrap_model(model)
@@ -195,6 +267,17 @@ class DeepSpeedRuntime(Runtime):
 
     def autocast(self):
         return contextlib.nullcontext()  # DeepSpeed casts the model itself for bf16/fp16
+
+    @property
+    def keeps_master_weights(self) -> bool:
+        return True  # its bf16/fp16 optimizers hold fp32 master weights (and scale fp16 losses)
+
+    @property
+    def supports_checkpoints(self) -> bool:
+        return False  # partitioned optimizer states would need DeepSpeed's own checkpoint format
+
+    def skip_batches(self, loader, n: int):
+        raise NotImplementedError("resuming a DeepSpeed ZeRO group's training from a checkpoint is not supported")
 
     def backward(self, loss: torch.Tensor) -> None:
         self._engine.backward(loss)
