@@ -11,10 +11,12 @@ trains or evaluates, and returns metrics. The CLI and the suite runner both call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,43 +55,63 @@ def split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datas
     return split["train"], split["test"]
 
 
-def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runtime: Runtime, writer, progress) -> tuple[TrainResult, dict]:
+def masking_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s MLM masks: each data-parallel rank draws its own masks (the same
+    seed everywhere would mask the same positions of every rank's blocks with the same random ids),
+    reproducible from (seed, rank). Rank 0 keeps ``seed``, so one-process runs are unchanged."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runtime: Runtime, writer, progress,
+              checkpoint_guard: Callable[[], None] | None = None) -> tuple[TrainResult, dict]:
     """MLM on whatever requires grad (adapters, head or all), best checkpoint by dev loss; returns (result, dev metrics).
 
     The blocks are packed (every one ``max_seq_length`` tokens of text), so batches carry no
-    attention mask; the step is ``MaskedLMObjective``, compiled where ``runtime.compiles``."""
+    attention mask; the step is ``MaskedLMObjective``, compiled where ``runtime.compiles``. The dev
+    masks are fixed (seed 1234, the same on every rank: evaluation shards the blocks)."""
     train_blocks, dev_blocks = split_mlm_blocks(corpus, tokenizer, data, config.seed)
-    train_collator = MaskedLMCollator(tokenizer, seed=config.seed)
+    train_collator = MaskedLMCollator(tokenizer, seed=masking_seed(config.seed, runtime.process_index))
     objective = MaskedLMObjective(model, compile=runtime.compiles)
 
     def dev_loss(_objective=None):
         return evaluate_mlm(model, dev_blocks, MaskedLMCollator(tokenizer, seed=1234), runtime, config.batch_size)
 
-    result = train(objective, train_blocks, train_collator, _objective_loss, config, runtime, dev_loss, writer, progress)
+    result = train(objective, train_blocks, train_collator, _objective_loss, config, runtime, dev_loss, writer, progress,
+                   checkpoint_guard)
     return result, dev_loss()
+
+
+def _checkpointing(config: TrainConfig, checkpoint_dir) -> TrainConfig:
+    return config if checkpoint_dir is None else replace(config, checkpoint_dir=str(checkpoint_dir))
 
 
 def train_language_adapter(
     model: nn.Module, language: str, corpus, tokenizer, config: TrainConfig, runtime: Runtime,
     invertible: bool = True, adapters: AdapterConfig = AdapterConfig(),
-    data: MLMData = MLMData(), writer=None, progress=None,
+    data: MLMData = MLMData(), writer=None, progress=None, checkpoint_dir=None, checkpoint_guard=None,
 ) -> dict[str, Any]:
-    """``model``: a *ForMaskedLM model. Adds adapter ``language``, trains it, leaves it active."""
-    config = _selecting(config, "loss", greater_is_better=False)
+    """``model``: a *ForMaskedLM model. Adds adapter ``language``, trains it, leaves it active.
+
+    ``checkpoint_dir`` (every phase): checkpoints go there and a rerun resumes from them (``madx.train``);
+    ``checkpoint_guard`` is called before each is written (``bench.execute``: the job's claim)."""
+    config = _checkpointing(_selecting(config, "loss", greater_is_better=False), checkpoint_dir)
     madx.add_language_adapter(model, language, adapters, invertible)
     madx.set_trainable(model, adapters=[language])
     madx.set_active(model, Stack(language))
-    result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress)
+    result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress, checkpoint_guard)
     return {"train": result.to_dict(), "dev": dev}
 
 
 def train_full_mlm(
-    model: nn.Module, corpus, tokenizer, config: TrainConfig, runtime: Runtime, data: MLMData = MLMData(), writer=None, progress=None
+    model: nn.Module, corpus, tokenizer, config: TrainConfig, runtime: Runtime, data: MLMData = MLMData(), writer=None,
+    progress=None, checkpoint_dir=None, checkpoint_guard=None,
 ) -> dict[str, Any]:
     """Full-model MLM (baselines MLM-SRC / MLM-TRG): every weight trains, the MLM head included."""
-    config = _selecting(config, "loss", greater_is_better=False)
+    config = _checkpointing(_selecting(config, "loss", greater_is_better=False), checkpoint_dir)
     madx.set_trainable(model, base=True)
-    result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress)
+    result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress, checkpoint_guard)
     return {"train": result.to_dict(), "dev": dev}
 
 
@@ -110,7 +132,7 @@ def evaluate_task(task: str, model: nn.Module, examples, features, tokenizer, ru
 def train_task(
     model: nn.Module, task: str, train_examples, dev_examples, tokenizer, config: TrainConfig, runtime: Runtime,
     setup: Stack | None, task_adapter: str | None = None, adapters: AdapterConfig = AdapterConfig(), max_length: int | None = None,
-    writer=None, progress=None,
+    writer=None, progress=None, checkpoint_dir=None, checkpoint_guard=None,
 ) -> dict[str, Any]:
     """Train ``task`` on ``model`` (a *ForTokenClassification / *ForQuestionAnswering model).
 
@@ -132,6 +154,7 @@ def train_task(
         return evaluate_task(task, model, dev_examples, dev_features, tokenizer, runtime, config.batch_size * 2)
 
     spec = get_task(task)
-    result = train(model, train_features, spec.collator(tokenizer), _model_loss, _selecting(config, spec.select_metric, True),
-                   runtime, dev_metrics, writer, progress)
+    config = _checkpointing(_selecting(config, spec.select_metric, True), checkpoint_dir)
+    result = train(model, train_features, spec.collator(tokenizer), _model_loss, config, runtime, dev_metrics, writer, progress,
+                   checkpoint_guard)
     return {"train": result.to_dict(), "dev": result.best_metrics}

@@ -175,12 +175,16 @@ class Runtime:
             norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
         return float(norm) if norm is not None else float("nan")
 
-    def optimizer_step(self, model: nn.Module, optimizer) -> None:
+    def optimizer_step(self, model: nn.Module, optimizer) -> bool:
+        """Step; False when fp16 loss scaling skipped it (an inf/nan gradient: the scale shrinks instead).
+        The caller then leaves the learning-rate schedule where it is, as accelerate does."""
         if self.accelerator is None and self.scaler is not None and optimizer is self._scaled_optimizer:
-            self.scaler.step(optimizer)  # skipped when a gradient is inf/nan; the scale then shrinks
+            scale = self.scaler.get_scale()
+            self.scaler.step(optimizer)
             self.scaler.update()
-        else:
-            optimizer.step()
+            return self.scaler.get_scale() >= scale
+        optimizer.step()
+        return not getattr(optimizer, "step_was_skipped", False)  # accelerate's optimizer under its own scaler
 
     def unwrap(self, model: nn.Module) -> nn.Module:
         return model if self.accelerator is None else self.accelerator.unwrap_model(model)
@@ -285,8 +289,9 @@ class DeepSpeedRuntime(Runtime):
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> float:
         return float("nan")  # DeepSpeed clips inside engine.step (gradient_clipping); its norm comes after
 
-    def optimizer_step(self, model: nn.Module, optimizer) -> None:
+    def optimizer_step(self, model: nn.Module, optimizer) -> bool:
         self._engine.step()
+        return True
 
     def unwrap(self, model: nn.Module) -> nn.Module:
         return getattr(model, "module", model)

@@ -219,8 +219,8 @@ def train(
                 if not last_in_window:
                     continue
                 grad_norm = runtime.clip_grad_norm(model, config.max_grad_norm)
-                runtime.optimizer_step(model, optimizer)
-                scheduler.step()
+                if runtime.optimizer_step(model, optimizer):  # False: fp16 loss scaling skipped it
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 at.step += 1
                 step = at.step

@@ -13,7 +13,7 @@ from madx.data import synthetic
 from madx.data.squad import load_squad
 from madx.data.tokenizer import build_tiny_tokenizer
 from madx.data.wikiann import NER_TAGS, load_wikiann
-from madx.phases import evaluate_task, prepare_task_data, train_language_adapter, train_task
+from madx.phases import MLMData, evaluate_task, prepare_task_data, train_language_adapter, train_task
 from madx.runtime import Runtime
 from madx.train import TrainConfig, TrainingDiverged, train
 
@@ -26,9 +26,10 @@ def tokenizer():
 
 
 def tiny_config(tokenizer, **extra):
+    settings = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, **extra}
     return XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
                             intermediate_size=96, max_position_embeddings=400, type_vocab_size=1,
-                            pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra)
+                            pad_token_id=tokenizer.pad_token_id, **settings)
 
 
 def test_ner_task_adapter_overfits_its_training_sentences(tmp_path, tokenizer):
@@ -88,3 +89,115 @@ def test_non_finite_loss_stops_with_a_clear_message(tokenizer):
 
     with pytest.raises(TrainingDiverged, match="loss is nan at step 0"):
         train(model, data, lambda rows: {"x": torch.stack([r["x"] for r in rows])}, loss_fn, TrainConfig(batch_size=2), Runtime.local("cpu"))
+
+
+# -- data-parallel masks and resumable phases ---------------------------------------------------------
+def test_each_rank_masks_with_its_own_reproducible_stream(tokenizer):
+    from madx.data.mlm import MaskedLMCollator
+    from madx.phases import masking_seed
+
+    seeds = [masking_seed(7, rank) for rank in range(8)]
+    assert seeds[0] == 7 and len(set(seeds)) == 8 and seeds == [masking_seed(7, rank) for rank in range(8)]
+    assert masking_seed(8, 1) != masking_seed(7, 1)
+    rows = [{"input_ids": list(range(5, 69))}] * 4
+    masks = [MaskedLMCollator(tokenizer, seed=s)(rows)["labels"] != -100 for s in seeds[:2]]
+    assert not torch.equal(masks[0], masks[1])
+
+
+def test_the_mlm_phase_gives_each_rank_its_own_masking_seed(monkeypatch, tokenizer, tmp_path):
+    """Every rank built the train collator with config.seed: under DDP all ranks masked the same positions."""
+    import madx.phases as phases
+
+    class Built(Exception):
+        pass
+
+    class RankTwo(Runtime):
+        process_index = 2
+
+    def collator(tokenizer, seed):
+        raise Built(seed)
+
+    synthetic.write_text(tmp_path / "qu.txt", "qu", 40)
+    monkeypatch.setattr(phases, "MaskedLMCollator", collator)
+    model = XLMRobertaForMaskedLM(tiny_config(tokenizer))
+    with pytest.raises(Built) as built:
+        phases.train_mlm(model, tmp_path / "qu.txt", tokenizer, TrainConfig(seed=3), phases.MLMData(max_seq_length=32),
+                         RankTwo(torch.device("cpu")), None, None)
+    assert built.value.args == (phases.masking_seed(3, 2),) and built.value.args != (3,)
+
+
+class Stopped(BaseException):
+    pass
+
+
+@pytest.fixture
+def sigterm_raises():
+    import signal
+
+    def handler(signum, frame):
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_at(step):
+    import os
+    import signal
+
+    def progress(record):
+        if record["step"] == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return progress
+
+
+def test_language_adapter_training_resumes_bit_for_bit(tmp_path, tokenizer, sigterm_raises):
+    """The collator's masks, dropout and the shuffle continue where they stopped: the resumed adapter is the same."""
+    synthetic.write_text(tmp_path / "qu.txt", "qu", 60)
+    config = TrainConfig(learning_rate=1e-2, batch_size=4, max_steps=6, log_every=1, eval_every=3)
+
+    def run(checkpoint_dir=None, progress=None):
+        torch.manual_seed(0)
+        model = XLMRobertaForMaskedLM(tiny_config(tokenizer, hidden_dropout_prob=0.1))
+        out = train_language_adapter(model, "qu", tmp_path / "qu.txt", tokenizer, config, Runtime.local("cpu"),
+                                     data=MLMData(max_seq_length=32), progress=progress, checkpoint_dir=checkpoint_dir)
+        return out, {n: p.detach().clone() for n, p in madx.get_store(model).named_parameters()}
+
+    reference, weights = run()
+    assert reference["train"]["steps"] == 6
+    for stop in (2, 4):
+        with pytest.raises(Stopped):
+            run(tmp_path / "ckpt", _stop_at(stop))
+        out, resumed = run(tmp_path / "ckpt")
+        assert out["train"]["resumed_from_step"] == stop
+        assert out["dev"] == reference["dev"] and out["train"]["best_step"] == reference["train"]["best_step"]
+        assert [h.get("loss") for h in out["train"]["history"]] == [h.get("loss") for h in reference["train"]["history"]]
+        assert resumed.keys() == weights.keys() and all(torch.equal(resumed[n], weights[n]) for n in weights)
+        import shutil
+
+        shutil.rmtree(tmp_path / "ckpt")
+
+
+def test_task_adapter_training_resumes_bit_for_bit(tmp_path, tokenizer, sigterm_raises):
+    synthetic.write_wikiann(tmp_path / "train-en.tsv", "en", 12)
+    examples = load_wikiann(tmp_path / "train-en.tsv")
+    config = TrainConfig(learning_rate=1e-2, batch_size=4, num_epochs=2, log_every=1, eval_every=3)
+
+    def run(checkpoint_dir=None, progress=None):
+        torch.manual_seed(0)
+        model = XLMRobertaForTokenClassification(tiny_config(tokenizer, num_labels=7, id2label=dict(enumerate(NER_TAGS)),
+                                                             label2id={t: i for i, t in enumerate(NER_TAGS)}, hidden_dropout_prob=0.1))
+        out = train_task(model, "ner", examples, examples, tokenizer, config, Runtime.local("cpu"), setup=Stack("ner"),
+                         task_adapter="ner", adapters=AdapterConfig(task_reduction_factor=2), progress=progress,
+                         checkpoint_dir=checkpoint_dir)
+        return out, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    reference, weights = run()
+    assert reference["train"]["steps"] == 6
+    with pytest.raises(Stopped):
+        run(tmp_path / "ckpt", _stop_at(4))
+    out, resumed = run(tmp_path / "ckpt")
+    assert out["train"]["resumed_from_step"] == 4 and out["dev"] == reference["dev"]
+    assert all(torch.equal(resumed[n], weights[n]) for n in weights)  # adapters, head and the frozen base
