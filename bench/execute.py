@@ -4,11 +4,21 @@ A worker keeps one base model per (model directory, head) and hot-swaps adapters
 (``madx.detach`` restores the base bit for bit), so the many evaluation jobs cost little more
 than their forward passes. Full-model jobs (baselines) change every weight and always load a
 fresh copy.
+
+Training jobs (MLM, task) checkpoint into ``RUN/jobs/<id>/checkpoint/`` (``madx.train``): every
+``TrainConfig.checkpoint_every`` optimizer steps and when the worker is stopped (SIGTERM, or SIGUSR1
+from SLURM's ``--signal``). That
+folder is outside the job's workspace, which a stopped worker removes, so whichever worker claims
+the job next resumes it where it stopped. A checkpoint is written only while the claim that began
+the job still holds (its fencing token, ``bench.store``); the folder is removed once the job's
+outputs are in its workspace. A ZeRO group's job does not checkpoint (DeepSpeed's partitioned
+optimizer state would need its own format).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 import madx
+from bench.store import ClaimLost
 from madx.adapters.config import AdapterConfig
 from madx.compose import Stack
 from madx.data import synthetic
@@ -140,6 +151,33 @@ def _train_config(hyper: dict, lr: float, batch_size: int, seed: int, steps: int
                        eval_every=hyper.get("eval_every"), log_every=max(1, min(50, (steps or 50) // 5)))
 
 
+def checkpoint_dir(store, job) -> Path:
+    """Where a training job's checkpoints live: beside its workspaces, kept when a stopped worker removes those."""
+    return store.job_dir(job.id) / "checkpoint"
+
+
+def checkpointing(job, ctx: JobContext) -> dict[str, Any]:
+    """The phases' ``checkpoint_dir`` / ``checkpoint_guard`` for ``job``: none without a claim on it (a runner
+    called outside a worker) or under a runtime that cannot checkpoint (a ZeRO group)."""
+    claim = ctx.store.claim_owner(job.id)
+    token = None if claim is None else claim.get("token")
+    if token is None or not ctx.runtime.supports_checkpoints:
+        return {}
+
+    def guard() -> None:  # fencing: never write into a job another worker owns now
+        current = ctx.store.claim_owner(job.id)
+        if current is None or current.get("token") != token:
+            raise ClaimLost(f"job {job.id}: this worker's claim was lost; it writes no checkpoint")
+
+    return {"checkpoint_dir": checkpoint_dir(ctx.store, job), "checkpoint_guard": guard}
+
+
+def _finished_training(job, ctx: JobContext) -> None:
+    """The job's outputs are in its workspace: its checkpoints are no longer needed (a full model's are GBs)."""
+    if ctx.runtime.is_main_process and ctx.store.claim_owner(job.id) is not None:
+        shutil.rmtree(checkpoint_dir(ctx.store, job), ignore_errors=True)
+
+
 # -- job kinds ---------------------------------------------------------------------------------
 def run_prepare(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     """Synthetic suites: the data files (in the real formats) and a tiny random base model."""
@@ -179,10 +217,11 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     seed = 1
     writer = ctx.writer(job)
     report = lambda r: ctx.runtime.is_main_process and ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
+    resume = checkpointing(job, ctx)
     if p["mode"] == "full":
         model = ctx.fresh_model(path, "mlm", seed)
         config = _train_config(hyper, hyper["lr_full_model"], hyper["batch_size"], seed, steps=hyper["steps"])
-        out = train_full_mlm(model, corpus, tokenizer, config, ctx.runtime, data, writer, report)
+        out = train_full_mlm(model, corpus, tokenizer, config, ctx.runtime, data, writer, report, **resume)
         if ctx.runtime.is_main_process:
             model.save_pretrained(workspace / "model")
             tokenizer.save_pretrained(workspace / "model")
@@ -192,11 +231,12 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         config = _train_config(hyper, hyper["lr_adapters"], hyper["batch_size"], seed, steps=hyper["steps"])
         out = train_language_adapter(model, p["language"], corpus, tokenizer, config, ctx.runtime,
                                      invertible=mlm_variant(p["mode"]).invertible_adapters,
-                                     adapters=adapter_config(job), data=data, writer=writer, progress=report)
+                                     adapters=adapter_config(job), data=data, writer=writer, progress=report, **resume)
         madx.save_adapter(model, p["language"], workspace / "adapter")
         madx.detach(model)
     if writer is not None:
         writer.close()
+    _finished_training(job, ctx)
     return {"metrics": {"loss": out["dev"]["loss"], "perplexity": out["dev"]["perplexity"]}, "train": out["train"],
             "cost": _cost(out["train"], ctx.runtime)}
 
@@ -248,6 +288,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
     config = _train_config(hyper, lr, batch_size, seed, epochs=hyper["epochs"])
     writer = ctx.writer(job)
     report = lambda r: ctx.runtime.is_main_process and ctx.progress(f"{job.name} step {r['step']} loss {r['loss']:.3f} {r['tokens_per_s']:.0f} tok/s")
+    resume = checkpointing(job, ctx)
     if variant.uses_adapters:
         model = ctx.cached_model(ctx.base_model_dir(job), task, seed)
         if variant.language_adapters:
@@ -255,17 +296,19 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         setup = variant.task_setup(source, task)
         torch.manual_seed(seed)
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, setup, task_adapter=task,
-                         adapters=adapter_config(job), max_length=hyper["max_length"], writer=writer, progress=report)
+                         adapters=adapter_config(job), max_length=hyper["max_length"], writer=writer, progress=report,
+                         **resume)
         madx.save_adapter(model, task, workspace / "task_adapter")
         madx.detach(model)
     else:
         model = ctx.fresh_model(_task_model_dir(job, ctx), task, seed)
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, None,
-                         max_length=hyper["max_length"], writer=writer, progress=report)
+                         max_length=hyper["max_length"], writer=writer, progress=report, **resume)
         if ctx.runtime.is_main_process:
             model.save_pretrained(workspace / "model")
     if writer is not None:
         writer.close()
+    _finished_training(job, ctx)
     return {"metrics": {"best_dev": out["dev"], "train_loss": out["train"]["final_loss"]}, "train": out["train"],
             "cost": _cost(out["train"], ctx.runtime)}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaForQuestionAnswering, XLMRobertaForTokenClassification
@@ -201,3 +203,16 @@ def test_task_adapter_training_resumes_bit_for_bit(tmp_path, tokenizer, sigterm_
     out, resumed = run(tmp_path / "ckpt")
     assert out["train"]["resumed_from_step"] == 4 and out["dev"] == reference["dev"]
     assert all(torch.equal(resumed[n], weights[n]) for n in weights)  # adapters, head and the frozen base
+
+
+def test_adapters_on_a_bf16_base_train_as_fp32_master_weights(tmp_path, tokenizer):
+    """Adapters took the base's dtype: a bf16 base meant AdamW on bf16 adapters (updates below bf16's resolution lost)."""
+    synthetic.write_text(tmp_path / "qu.txt", "qu", 40)
+    torch.manual_seed(0)
+    model = XLMRobertaForMaskedLM(tiny_config(tokenizer)).to(torch.bfloat16)
+    config = TrainConfig(learning_rate=1e-3, batch_size=4, max_steps=2, log_every=1)
+    out = train_language_adapter(model, "qu", tmp_path / "qu.txt", tokenizer, config, Runtime.local("cpu", "bf16"),
+                                 data=MLMData(max_seq_length=32))
+    assert {p.dtype for p in madx.get_store(model).parameters()} == {torch.float32}
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}  # the base stays bf16
+    assert all(math.isfinite(h["loss"]) for h in out["train"]["history"] if "loss" in h)

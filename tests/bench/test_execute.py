@@ -69,3 +69,102 @@ def test_madx2_jobs_create_their_adapters_without_the_last_layer(madx2_run):
         assert saved["leave_out"] == [2], job.name  # the last of 3 layers
         if job.kind == "mlm":
             assert (saved["invertible_bottleneck_size"] is not None) == (job.params["mode"] == "adapter+inv,leave_out=-1"), job.name
+
+
+# -- checkpoints: a stopped job resumes on the next run, with the result an uninterrupted run gets ------------
+RESUME_SUITE = {
+    "name": "resume",
+    "model": {"tiny": {"arch": "xlm-roberta", "vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 80, "type_vocab_size": 1}},
+    "data": {"kind": "synthetic", "languages": ["en", "qu"], "ner_train": 16, "ner_dev": 8, "ner_test": 8, "text_lines": 40,
+             "qa_train": 8, "qa_eval": 8},
+    "tasks": {"ner": {"sources": ["en"], "targets": ["qu"], "methods": ["madx"]}},
+    "seeds": [1],
+    "hyperparameters": {
+        "adapters": {"task_reduction_factor": 4},
+        "mlm": {"steps": 6, "batch_size": 4, "max_seq_length": 32, "eval_every": 2},
+        "ner": {"epochs": 3, "batch_size": 8, "batch_size_low_resource": 8, "max_length": 32},
+        "runtime": {"cpu_threads_per_worker": 1, "lease_seconds": 20}},
+}
+
+
+def _run_resume_suite(out, stop_when: str | None = None):
+    """Run the suite in this process; SIGTERM it (bench.worker's handler: WorkerStopped) from inside the
+    training loop when a progress line contains ``stop_when``."""
+    import os
+    import signal
+
+    from bench.worker import _raise_stop, run_worker
+
+    def progress(line: str) -> None:
+        if stop_when is not None and stop_when in line:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    suite_file = out.parent / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump(RESUME_SUITE))
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        return run_worker(load_suite(str(suite_file)), out, progress=progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _comparable(result: dict) -> dict:
+    train = result.get("train")
+    if train is not None:
+        train = {k: v for k, v in train.items() if k not in ("wall_s", "tokens_per_s", "peak_memory_bytes", "resumed_from_step")}
+        train["history"] = [{k: v for k, v in h.items() if k not in ("tokens_per_s", "peak_memory_bytes")} for h in train["history"]]
+    return {"metrics": result["metrics"], "train": train}
+
+
+def test_a_stopped_training_job_resumes_from_its_checkpoint_with_the_uninterrupted_result(tmp_path):
+    from bench.worker import WorkerStopped
+    from madx import checkpoint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    reference = tmp_path / "a" / "run"
+    assert _run_resume_suite(reference) == {"done": 5, "running": 0, "failed": 0, "pending": 0}  # prepare, MLM en/qu, task, eval
+    jobs = {j.name: j for j in build_graph(load_suite(str(tmp_path / "a" / "suite.yaml")))}
+    mlm, task = jobs["mlm/qu/adapter+inv"], jobs["ner/en/madx/seed1"]
+
+    out = tmp_path / "b" / "run"
+    with pytest.raises(WorkerStopped):  # mid-way through the language adapter's 6 steps
+        _run_resume_suite(out, stop_when=f"{mlm.name} step 3 ")
+    assert checkpoint.latest(out / "jobs" / mlm.id / "checkpoint").name == "step-00000003"
+    assert not list((out / "jobs" / mlm.id).glob("work-*")) and not (out / "jobs" / mlm.id / "result.json").exists()
+    with pytest.raises(WorkerStopped):  # at the task adapter's last step (its only progress line)
+        _run_resume_suite(out, stop_when=f"{task.name} step 6 ")
+    assert checkpoint.latest(out / "jobs" / task.id / "checkpoint").name == "step-00000006"
+    assert _run_resume_suite(out)["done"] == 5
+
+    for job in jobs.values():
+        ours, theirs = (json.loads((run / "jobs" / job.id / "result.json").read_text()) for run in (out, reference))
+        assert _comparable(ours) == _comparable(theirs), job.name
+        assert not (out / "jobs" / job.id / "checkpoint").exists(), job.name  # removed once the job's outputs were written
+    assert json.loads((out / "jobs" / mlm.id / "result.json").read_text())["train"]["resumed_from_step"] == 3
+    assert json.loads((out / "jobs" / task.id / "result.json").read_text())["train"]["resumed_from_step"] == 6
+    assert json.loads((out / "jobs" / jobs["mlm/en/adapter+inv"].id / "result.json").read_text())["train"]["resumed_from_step"] is None
+
+
+def test_a_checkpoint_is_written_only_under_the_claim_that_began_the_job(tmp_path):
+    from bench.execute import JobContext, checkpointing
+    from bench.store import ClaimLost, RunStore
+    from madx.runtime import Runtime
+
+    jobs = {j.name: j for j in build_graph(load_suite("smoke"))}
+    job = jobs["mlm/qu/adapter+inv"]
+    store = RunStore(tmp_path / "run")
+    ctx = JobContext(store, {j.id: j for j in jobs.values()}, Runtime.local("cpu"), tmp_path / "tb", lambda line: None)
+    assert checkpointing(job, ctx) == {}  # no claim (a runner called outside a worker): no checkpoints
+    claim = store.try_claim(job.id, "w1")
+    try:
+        resume = checkpointing(job, ctx)
+        assert resume["checkpoint_dir"] == store.job_dir(job.id) / "checkpoint"
+        resume["checkpoint_guard"]()  # ours: fine
+        claim_file = store.job_dir(job.id) / "claim"
+        claim_file.write_text(json.dumps({**json.loads(claim_file.read_text()), "token": "another owner's"}))
+        with pytest.raises(ClaimLost, match="writes no checkpoint"):
+            resume["checkpoint_guard"]()
+    finally:
+        claim.release()
