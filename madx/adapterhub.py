@@ -11,7 +11,8 @@ with safetensors first). Keys are full model paths, e.g.::
     roberta.invertible_adapters.en.G.2.bias                            -> invertible.G.up.bias
 
 (``layer_text_lang_adapters`` / ``layer_text_task_adapters`` / ``invertible_lang_adapters`` in
-adapter-transformers v1.) Only the Pfeiffer ("seq_bn") placement is importable — it is the one
+adapter-transformers v1.) ``config.leave_out`` (MAD-X 2.0: the last layer) is read: those layers get no
+adapter, and their weights must be absent. Only the Pfeiffer ("seq_bn") placement is importable — it is the one
 MAD-X uses; any other setting is refused by name. Stacks of imported adapters reproduce
 AdapterHub's outputs with ``Stack(..., mode="adapterhub")`` (see ``madx.inject.layer``).
 
@@ -40,10 +41,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from madx.adapters.config import resolve_layers
 from madx.adapters.sets import ADAPTER_KINDS
 from madx.atomic import atomic_write_json
 from madx.compose.stack import Stack
-from madx.inject.model import adapter_names, get_store, task_heads
+from madx.inject.model import adapter_names, get_store, head_state, task_heads
 from madx.inject.spec import spec_for_model_type
 from madx.io import (
     _save_tensors,
@@ -162,14 +164,16 @@ def import_adapterhub(model: nn.Module, directory: str | Path, kind: str, name: 
     if len(saved_names) != 1:
         raise file_error(weights_path, f"expected the weights of one adapter, found {sorted(saved_names)}")
     saved_name = saved_names.pop()
-    bottleneck_size = _bottleneck_size(layer_tensors, "layers.0.down.weight", "layer-0 adapter_down", shown, weights_path)
+    leave_out = _leave_out(saved["config"], config_path, model)
+    first = next(i for i in range(model.config.num_hidden_layers) if i not in leave_out)
+    bottleneck_size = _bottleneck_size(layer_tensors, f"layers.{first}.down.weight", f"layer-{first} adapter_down", shown, weights_path)
     invertible_size = None
     if invertible_tensors:
         if kind != "language":
             raise file_error(weights_path, "has an invertible adapter, so it must be imported as kind='language'")
         invertible_size = _bottleneck_size(invertible_tensors, "invertible.F.down.weight", "invertible F.0", shown, weights_path)
     tensors = {**layer_tensors, **invertible_tensors}
-    expected = expected_adapter_state(model, kind, bottleneck_size, invertible_size)
+    expected = expected_adapter_state(model, kind, bottleneck_size, invertible_size, leave_out)
     check_tensors(tensors, expected, weights_path, f"AdapterHub adapter {saved_name!r}", shown)
 
     if name is None:
@@ -179,11 +183,22 @@ def import_adapterhub(model: nn.Module, directory: str | Path, kind: str, name: 
     if name in adapter_names(model):
         raise file_error(directory, f"an adapter named {name!r} is already loaded on this model; delete it first or pass another name")
     heads = _read_heads(model, directory) if kind == "task" and load_head else []
-    install_adapter(model, name, kind, bottleneck_size, invertible_size, tensors, heads)
+    install_adapter(model, name, kind, bottleneck_size, invertible_size, tensors, heads, leave_out=leave_out)
     return name
 
 
-def _read_heads(model: nn.Module, directory: Path) -> list[tuple[nn.Module, dict[str, torch.Tensor]]]:
+def _leave_out(settings: dict, path: Path, model: nn.Module) -> tuple[int, ...]:
+    """``config.leave_out`` (MAD-X 2.0 and any AdapterHub adapter without some layers) as sorted layer indices."""
+    value = settings.get("leave_out") or []
+    if not isinstance(value, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in value):
+        raise file_error(path, f"config.leave_out must be a list of layer indices, got {describe(value)}")
+    try:
+        return resolve_layers(value, model.config.num_hidden_layers)
+    except ValueError as error:
+        raise file_error(path, f"config.{error}") from None
+
+
+def _read_heads(model: nn.Module, directory: Path) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """The checked states of the task heads saved beside a task adapter (none if it was saved without one)."""
     weights_path = directory / HEAD_WEIGHTS_NAME
     if not (weights_path.exists() or weights_path.is_symlink()):
@@ -206,13 +221,13 @@ def _read_heads(model: nn.Module, directory: Path) -> list[tuple[nn.Module, dict
             weights_path, f"holds weights of {foreign} (e.g. {example!r}), which {type(model).__name__} lacks ({has}); only the "
             "heads of plain HF models import. Pass load_head=False to import the adapter alone",
         )
-    expected = {f"{h}.{key}": t for h in saved_heads for key, t in modules[h].state_dict().items()}
+    expected = {f"{h}.{key}": t for h in saved_heads for key, t in head_state(modules[h]).items()}
     check_tensors(tensors, expected, weights_path, "the AdapterHub head")
     labels = saved.get("label2id")
     if isinstance(labels, dict) and labels != dict(getattr(model.config, "label2id", None) or {}):
         logger.warning("%s: the head was saved with labels %s; this model's are %s (its predictions use the model's names)",
                        config_path, labels, getattr(model.config, "label2id", None))
-    return [(modules[h], {key[len(h) + 1:]: t for key, t in tensors.items() if key.startswith(h + ".")}) for h in saved_heads]
+    return [(h, {key[len(h) + 1:]: t for key, t in tensors.items() if key.startswith(h + ".")}) for h in saved_heads]
 
 
 def _check_config(saved: dict, path: Path, model: nn.Module) -> None:
@@ -296,9 +311,9 @@ def export_adapterhub(model: nn.Module, name: str, directory: str | Path, with_h
     adapter_set = get_store(model).get(name)
     if with_head and adapter_set.kind != "task":
         raise ValueError(f"{name!r} is a {adapter_set.kind} adapter; only task adapters are exported with a head")
-    heads = task_heads(model) if adapter_set.kind == "task" and with_head is not False else {}
+    heads = task_heads(model, name) if adapter_set.kind == "task" and with_head is not False else {}
     if with_head and not heads:
-        raise ValueError(f"{type(model).__name__} has no task head to export with {name!r}")
+        raise ValueError(f"task adapter {name!r} on {type(model).__name__} has no task head to export with it")
     _check_export_directory(directory, bool(heads))
 
     hidden = adapter_set.hidden_size
@@ -323,7 +338,7 @@ def export_adapterhub(model: nn.Module, name: str, directory: str | Path, with_h
     metadata = {"format": "pt"}
     _save_tensors(tensors, directory / WEIGHTS_NAME, metadata)
     if heads:  # a plain HF model's head, as AdapterHub saves it: keys from the top-level model, no config
-        _save_tensors({f"{h}.{key}": t for h, module in heads.items() for key, t in module.state_dict().items()}, directory / HEAD_WEIGHTS_NAME, metadata)
+        _save_tensors({f"{h}.{key}": t for h, module in heads.items() for key, t in head_state(module).items()}, directory / HEAD_WEIGHTS_NAME, metadata)
         atomic_write_json(directory / HEAD_CONFIG_NAME, {
             **described, "config": None, "name": None,
             "label2id": dict(getattr(model.config, "label2id", None) or {}), "num_labels": model.config.num_labels,

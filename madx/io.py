@@ -2,9 +2,16 @@
 
 A directory per adapter::
 
-    adapter_config.json     kind, name, dims, layers left out (if any), architecture, base model, format version
+    adapter_config.json     "library": "madx", kind, name, dims, layers left out (if any), architecture, base model,
+                            format version
     adapter.safetensors     the adapter set's tensors (``layers.{i}.down.weight``, ``invertible.F.up.bias``, ...)
     head.safetensors        task adapters only, when saved with their prediction head
+
+The file names are AdapterHub's and PEFT's; ``"library": "madx"`` says whose the directory is (format
+2; a format-1 file, without it, still loads), and a PEFT or AdapterHub directory given to ``load_adapter``
+is refused with the call that reads it. ``load_adapter`` also takes a Hugging Face Hub repo id
+(``"org/name"``, with ``revision=`` and ``subfolder=``) when no local path of that name exists: the
+files are fetched with ``huggingface_hub.snapshot_download`` (its cache and ``HF_HUB_OFFLINE`` apply).
 
 Nothing is ever unpickled. Loading reads and checks everything before it touches the model —
 the config field by field, every tensor against the name, shape and dtype the config and the
@@ -39,11 +46,12 @@ from madx.adapters.config import resolve_layers
 from madx.adapters.sets import ADAPTER_KINDS, AdapterSet
 from madx.atomic import atomic_write, atomic_write_json
 from madx.compose.stack import Stack
-from madx.inject.model import add_adapter, adapter_names, detach, get_store, is_attached, task_heads
+from madx.inject.model import add_adapter, adapter_names, delete_adapter, detach, get_store, head_state, is_attached, task_heads
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the "library" field
+LIBRARY = "madx"
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
 HEAD_NAME = "head.safetensors"
@@ -91,6 +99,7 @@ class AdapterFileConfig:
     format_version: int = field(default=FORMAT_VERSION, metadata={"check": is_positive_int, "expected": "a positive integer"})
     leave_out: list[int] = field(default_factory=list, metadata={
         "check": _layer_list, "expected": "a list of distinct layer indices (0 = the first layer), e.g. [11]"})
+    library: str = field(default=LIBRARY, metadata={"check": lambda v: v == LIBRARY, "expected": repr(LIBRARY)})
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -115,6 +124,11 @@ class AdapterFileConfig:
             raise file_error(path, f"field 'format_version' must be a positive integer, got {describe(version)}")
         if version > FORMAT_VERSION:
             raise file_error(path, f"format_version {version} is newer than this madx reads ({FORMAT_VERSION}): written by a newer madx; upgrade madx-bench")
+        if "peft_type" in data:
+            raise file_error(path, f"this is a PEFT adapter config (peft_type {describe(data['peft_type'])}), not a madx one; "
+                             "load it with peft (PeftModel.from_pretrained)")
+        if data.get("library", LIBRARY) != LIBRARY:
+            raise file_error(path, f"this adapter was written by {describe(data['library'])}, not madx")
         if "config" in data and "kind" not in data:
             raise file_error(path, "this is an AdapterHub adapter config, not a madx one; import it with madx.import_adapterhub(model, directory, "
                              "kind='language' or 'task') and stack it with Stack(..., mode='adapterhub') to compute what AdapterHub computes")
@@ -139,9 +153,9 @@ def save_adapter(model: nn.Module, name: str, directory: str | Path, with_head: 
     """Write adapter ``name`` (and, for a task adapter, the task head unless ``with_head=False``)."""
     directory = Path(directory)
     adapter_set = get_store(model).get(name)
-    heads = task_heads(model) if adapter_set.kind == "task" and with_head is not False else {}
+    heads = task_heads(model, name) if adapter_set.kind == "task" and with_head is not False else {}
     if with_head and not heads:
-        raise ValueError(f"{type(model).__name__} has no task head to save with {name!r}")
+        raise ValueError(f"task adapter {name!r} on {type(model).__name__} has no task head to save with it")
     config = AdapterFileConfig(
         name=name,
         kind=adapter_set.kind,
@@ -157,9 +171,9 @@ def save_adapter(model: nn.Module, name: str, directory: str | Path, with_head: 
     metadata = {"format": "pt", "madx_format_version": str(FORMAT_VERSION)}
     _save_tensors(adapter_set.state_dict(), directory / WEIGHTS_NAME, metadata)
     if heads:
-        head_tensors = {f"{head}.{key}": t for head, module in heads.items() for key, t in module.state_dict().items()}
+        head_tensors = {f"{head}.{key}": t for head, module in heads.items() for key, t in head_state(module).items()}
         _save_tensors(head_tensors, directory / HEAD_NAME, metadata)
-    written = asdict(config)
+    written = {"library": LIBRARY, **asdict(config)}
     if not config.leave_out:
         del written["leave_out"]  # files of adapters in every layer stay as earlier madx wrote (and reads) them
     atomic_write_json(directory / CONFIG_NAME, written)  # written last: its presence means complete
@@ -172,15 +186,18 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
 
 
 def load_adapter(
-    model: nn.Module, directory: str | Path, name: str | None = None, load_head: bool = True, leave_out: Sequence[int] | None = None
+    model: nn.Module, directory: str | Path, name: str | None = None, load_head: bool = True, leave_out: Sequence[int] | None = None,
+    revision: str | None = None, subfolder: str | None = None,
 ) -> str:
     """Load a saved adapter into ``model`` under ``name`` (default: its saved name). Returns the name.
+
+    ``directory``: a local adapter directory, or a Hugging Face Hub repo id (``revision``, ``subfolder``) when no local
+    path of that name exists. A task adapter's head goes into the adapter's own head, never into another's.
 
     ``leave_out``: the layers the caller expects the adapter to leave out (negative indices count from the
     end; MAD-X 2.0: ``(-1,)``), checked against the file; ``None`` takes what the file says.
     Everything is read and checked first; on any error the model is left exactly as it was."""
-    directory = Path(directory)
-    check_directory(directory)
+    directory = resolve_adapter_directory(directory, revision, subfolder)
     config = AdapterFileConfig.read(directory / CONFIG_NAME)
     name = name or config.name
     if name in adapter_names(model):
@@ -194,7 +211,7 @@ def load_adapter(
     expected = expected_adapter_state(model, config.kind, config.bottleneck_size, config.invertible_bottleneck_size, config.leave_out)
     check_tensors(tensors, expected, weights_path, what)
 
-    heads: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
+    heads: list[tuple[str, dict[str, torch.Tensor]]] = []
     if config.head and load_head:
         modules = task_heads(model)
         missing = [h for h in config.head if h not in modules]
@@ -202,9 +219,9 @@ def load_adapter(
             raise file_error(directory, f"task adapter {config.name!r} was saved with head(s) {missing}, which {type(model).__name__} lacks")
         head_path, head_what = directory / HEAD_NAME, f"the head of {config.name!r}"
         head_tensors = read_tensors(head_path, head_what)
-        expected_heads = {f"{h}.{key}": t for h in config.head for key, t in modules[h].state_dict().items()}
+        expected_heads = {f"{h}.{key}": t for h in config.head for key, t in head_state(modules[h]).items()}
         check_tensors(head_tensors, expected_heads, head_path, head_what)
-        heads = [(modules[h], {key[len(h) + 1:]: t for key, t in head_tensors.items() if key.startswith(h + ".")}) for h in config.head]
+        heads = [(h, {key[len(h) + 1:]: t for key, t in head_tensors.items() if key.startswith(h + ".")}) for h in config.head]
     install_adapter(model, name, config.kind, config.bottleneck_size, config.invertible_bottleneck_size, tensors, heads,
                     leave_out=config.leave_out)
     return name
@@ -220,8 +237,54 @@ def check_compatible(model: nn.Module, config: AdapterFileConfig, directory: Pat
     if config.architecture != model_config.model_type:
         raise ValueError(f"{what} was trained with architecture {config.architecture!r}, this model is {model_config.model_type!r}")
     base = str(getattr(model_config, "_name_or_path", "") or "")
-    if config.base_model and base and config.base_model != base:
+    if config.base_model and base and not same_base_model(config.base_model, base):
         logger.warning("%s was trained on base model %r, loading into %r", what, config.base_model, base)
+
+
+def same_base_model(saved: str, current: str) -> bool:
+    """Do two base-model references name the same model? Local paths compare resolved (``models/tiny`` and
+    ``/work/models/tiny`` from ``/work`` are one model), hub names as written."""
+    if saved == current:
+        return True
+    paths = [Path(name).expanduser() for name in (saved, current)]
+    if all(path.exists() for path in paths):
+        return paths[0].resolve() == paths[1].resolve()
+    return False
+
+
+def resolve_adapter_directory(directory: str | Path, revision: str | None = None, subfolder: str | None = None) -> Path:
+    """A local adapter directory, checked; or the local snapshot of a Hub repo when ``directory`` is a repo id that
+    names no local path. A directory without a config whose subfolder has one is named in the error."""
+    path = Path(directory).expanduser()
+    local = path / subfolder if subfolder else path
+    if path.exists() or not _looks_like_repo_id(str(directory)):
+        check_directory(local)
+        if not (local / CONFIG_NAME).exists():
+            inner = sorted(p.parent for p in local.glob(f"*/{CONFIG_NAME}"))
+            if inner:
+                raise file_error(local, f"no {CONFIG_NAME} here, but {inner[0]} has one (madx train-lang --out DIR writes "
+                                 f"the adapter to DIR/adapter); pass {inner[0]}", FileNotFoundError)
+        return local
+    from huggingface_hub import snapshot_download
+
+    patterns = [CONFIG_NAME, WEIGHTS_NAME, HEAD_NAME]
+    try:
+        snapshot = Path(snapshot_download(str(directory), revision=revision,
+                                          allow_patterns=[f"{subfolder}/{p}" for p in patterns] if subfolder else patterns))
+    except Exception as error:  # offline, unknown repo, no access: say what was tried
+        reason = " ".join(str(error).split())[:200]
+        raise file_error(Path(str(directory)), f"no local directory of that name, and the Hugging Face Hub repo {str(directory)!r} could "
+                         f"not be fetched: {type(error).__name__}: {reason}", FileNotFoundError) from None
+    target = snapshot / subfolder if subfolder else snapshot
+    check_directory(target)
+    return target
+
+
+def _looks_like_repo_id(text: str) -> bool:
+    """``org/name``: one slash, no path syntax (``./``, ``~``, absolute) and a first part that is no local folder."""
+    parts = text.split("/")
+    return (len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+            and not Path(parts[0]).exists())
 
 
 def check_leave_out(model: nn.Module, config: AdapterFileConfig, expected: Sequence[int], path: Path) -> None:
@@ -351,24 +414,23 @@ def install_adapter(
     bottleneck_size: int,
     invertible_bottleneck_size: int | None,
     tensors: dict[str, torch.Tensor],
-    heads: Sequence[tuple[nn.Module, dict[str, torch.Tensor]]] = (),
+    heads: Sequence[tuple[str, dict[str, torch.Tensor]]] = (),
     leave_out: Sequence[int] = (),
 ) -> None:
-    """Add adapter set ``name`` holding the checked ``tensors`` and copy the checked head states, all or nothing: on any
-    failure the model is put back as it was (detached again if it was not attached)."""
+    """Add adapter set ``name`` holding the checked ``tensors`` and load the checked head states (by head name, e.g.
+    ``classifier``) into the task adapter's own heads, all or nothing: on any failure the model is put back as it was
+    (detached again if it was not attached). No other adapter's head, and not the model's own, is touched."""
     was_attached = is_attached(model)
-    adapter_set, restore = None, []
+    adapter_set = None
     try:
         adapter_set = add_adapter(model, name, kind, bottleneck_size, invertible_bottleneck_size, leave_out)
         adapter_set.load_state_dict(tensors)
-        for module, state in heads:
-            restore.append((module, {k: v.clone() for k, v in module.state_dict().items()}))
-            module.load_state_dict(state)
+        own = task_heads(model, name)
+        for head, state in heads:
+            own[head].load_state_dict(state)
     except BaseException:
-        for module, backup in restore:
-            module.load_state_dict(backup)
         if adapter_set is not None:
-            del getattr(get_store(model), kind)[name]
+            delete_adapter(model, name)
         if not was_attached and is_attached(model):
             detach(model)
         raise

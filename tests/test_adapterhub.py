@@ -210,7 +210,7 @@ def _trained(head, language=True, invertible=True, task=False, seed=1):
         madx.add_task_adapter(model, "ner")
     randomise(madx.get_store(model), seed=seed)
     if task:
-        randomise(model.classifier, seed=seed + 1)
+        randomise(madx.task_heads(model, "ner")["classifier"], seed=seed + 1)
     return model
 
 
@@ -240,7 +240,7 @@ def test_task_adapter_round_trips_with_its_head(tmp_path):
     randomise(target.classifier, seed=9)  # the head must come from the export
     madx.import_adapterhub(target, tmp_path / "en", kind="language")
     madx.import_adapterhub(target, tmp_path / "ner", kind="task")
-    assert torch.equal(target.classifier.weight, source.classifier.weight)
+    assert torch.equal(madx.task_heads(target, "ner")["classifier"].weight, madx.task_heads(source, "ner")["classifier"].weight)
     batch = tiny_batch()
     for setup in (Stack("ner"), Stack("en", "ner"), Stack("en", "ner", mode="adapterhub")):
         assert torch.equal(_outputs(source, setup, batch), _outputs(target, setup, batch)), setup
@@ -327,6 +327,7 @@ def test_import_without_the_head_and_refusals_of_heads(tmp_path):
     head = target.classifier.weight.clone()
     madx.import_adapterhub(target, tmp_path / "ner", kind="task", load_head=False)
     assert torch.equal(target.classifier.weight, head)
+    assert torch.equal(madx.task_heads(target, "ner")["classifier"].weight, head), "without the saved head: a copy of the model's"
 
     mlm = tiny_model("xlm-roberta", "mlm")  # no task head to load it into
     before = snapshot(mlm)

@@ -24,7 +24,7 @@ def task_dir(tmp_path):
     model = tiny_model("xlm-roberta", "ner")
     madx.add_task_adapter(model, "ner")
     randomise(madx.get_store(model), seed=1)
-    randomise(model.classifier, seed=2)
+    randomise(madx.task_heads(model, "ner")["classifier"], seed=2)
     return madx.save_adapter(model, "ner", tmp_path / "ner")
 
 
@@ -206,8 +206,8 @@ def test_config_unknown_field_without_a_near_one_lists_the_known(task_dir):
 
 
 def test_config_from_a_newer_madx(task_dir):
-    path = edit_config(task_dir, format_version=2, colour="blue")  # a newer format may have new fields
-    message = refused(task_dir, ValueError, "format_version 2 is newer", "written by a newer madx", path=path)
+    path = edit_config(task_dir, format_version=3, colour="blue")  # a newer format may have new fields
+    message = refused(task_dir, ValueError, "format_version 3 is newer", "written by a newer madx", path=path)
     assert "unknown" not in message
 
 
@@ -339,6 +339,7 @@ def test_head_skipped_when_not_loaded(task_dir):
     classifier = model.classifier.weight.clone()
     assert madx.load_adapter(model, task_dir, load_head=False) == "ner"
     assert torch.equal(model.classifier.weight, classifier)
+    assert torch.equal(madx.task_heads(model, "ner")["classifier"].weight, classifier), "without the saved head: a copy of the model's"
 
 
 # ---- a model that already has adapters ----
@@ -399,7 +400,10 @@ def test_files_without_leave_out_are_written_and_read_as_before(language_dir):
     config = json.loads((language_dir / CONFIG_NAME).read_text())
     assert "leave_out" not in config
     assert sorted(config) == ["architecture", "base_model", "bottleneck_size", "format_version", "head", "hidden_size",
-                              "invertible_bottleneck_size", "kind", "name", "num_layers"]
+                              "invertible_bottleneck_size", "kind", "library", "name", "num_layers"]
+    assert config["library"] == "madx" and config["format_version"] == 2
+    del config["library"]
+    (language_dir / CONFIG_NAME).write_text(json.dumps({**config, "format_version": 1}))  # as madx wrote it before "library"
     model = tiny_model("xlm-roberta", "ner")
     madx.load_adapter(model, language_dir, leave_out=())
     assert madx.get_store(model).get("qu").leave_out == ()

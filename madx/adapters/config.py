@@ -8,6 +8,10 @@ adapters whose F and G are 384 -> 192 -> 384, and task adapters of 48.
 ``leave_out``: the last layer, ``(-1,)``); negative indices count from the end and are resolved
 against the model's layer count when adapters are created (``resolve_layers``). The invertible
 adapter sits on the embeddings and is not affected.
+
+``init_weights`` says how new adapters start: ``"adapterhub"`` (the default, paper-faithful: AdapterHub
+``adapters`` 1.x's "bert" init, every projection N(0, 0.02), biases 0, invertible adapters too) or
+``"identity"`` (up-projections zero: an untrained adapter changes nothing). See ``madx.adapters.bottleneck``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 REDUCTION_FACTORS = ("language_reduction_factor", "invertible_reduction_factor", "task_reduction_factor")
+INITS = ("adapterhub", "identity")  # the same as madx.adapters.bottleneck.INITS (this module does not import torch)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,9 @@ class AdapterConfig:
         "help": "h / task adapter bottleneck (MAD-X: 16, i.e. 48 for h=768)"})
     leave_out: tuple[int, ...] = field(default=(), metadata={
         "help": "transformer layers without language and task adapters; -1 is the last layer (MAD-X: none; MAD-X 2.0: -1)"})
+    init_weights: str = field(default="adapterhub", metadata={
+        "help": "how new adapters start: 'adapterhub' (AdapterHub's 'bert' init: every projection N(0, 0.02), biases 0; "
+                "what the paper's adapters were trained from) or 'identity' (up-projections 0: an untrained adapter changes nothing)"})
 
     def __post_init__(self) -> None:
         for name in REDUCTION_FACTORS:
@@ -43,6 +51,8 @@ class AdapterConfig:
         if len(set(leave_out)) != len(leave_out):
             raise ValueError(f"AdapterConfig.leave_out names a layer twice: {self.leave_out!r}")
         object.__setattr__(self, "leave_out", tuple(leave_out))
+        if self.init_weights not in INITS:
+            raise ValueError(f"AdapterConfig.init_weights must be one of {', '.join(map(repr, INITS))}, got {self.init_weights!r}")
 
     def language_size(self, hidden: int) -> int:
         return _divide(hidden, self.language_reduction_factor, "language_reduction_factor")
@@ -58,11 +68,14 @@ class AdapterConfig:
         return resolve_layers(self.leave_out, num_layers)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every setting; ``leave_out`` only when it leaves a layer out, so the dicts of configs without it (job
-        parameters, hence job ids, and suite defaults) are what they were before the field existed."""
+        """Every setting; ``leave_out`` only when it leaves a layer out and ``init_weights`` only when it is not
+        "identity" (what madx did before the field existed), so the dicts of configs that compute what earlier
+        ones computed (job parameters, hence job ids, and suite defaults) are what they were."""
         data: dict[str, Any] = {name: getattr(self, name) for name in REDUCTION_FACTORS}
         if self.leave_out:
             data["leave_out"] = list(self.leave_out)
+        if self.init_weights != "identity":
+            data["init_weights"] = self.init_weights
         return data
 
     @classmethod

@@ -10,7 +10,9 @@ bottleneck networks h/2 -> h/4 -> h/2 (ReLU in between),
 MAD-X applies the forward pass to the output of the embedding layer and the inverse to the
 hidden state right before the tied output-embedding projection of the MLM head.
 
-Initialisation: the up-projections of F and G start at zero, so the block starts as the identity.
+Initialisation (``init``, as for ``BottleneckAdapter``): "adapterhub" draws every projection of F and
+G from N(0, 0.02) with zero biases (AdapterHub applies its "bert" init to the NICE block too);
+"identity" starts the up-projections at zero, so the block starts as the identity.
 """
 
 from __future__ import annotations
@@ -19,31 +21,30 @@ import torch
 from torch import nn
 
 from madx import kernels
+from madx.adapters.bottleneck import check_init, init_projections
 
 
 class _CouplingNet(nn.Module):
     """F or G of eq. 5: U(ReLU(D(x)))."""
 
-    def __init__(self, size: int, bottleneck_size: int):
+    def __init__(self, size: int, bottleneck_size: int, init: str):
         super().__init__()
         self.down = nn.Linear(size, bottleneck_size)
         self.up = nn.Linear(bottleneck_size, size)
-        nn.init.normal_(self.down.weight, std=0.02)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        init_projections(self.down, self.up, init)
 
 
 class NICECoupling(nn.Module):
-    def __init__(self, hidden_size: int, bottleneck_size: int | None = None):
+    def __init__(self, hidden_size: int, bottleneck_size: int | None = None, init: str = "identity"):
         super().__init__()
         if hidden_size <= 0 or hidden_size % 2:
             raise ValueError(f"an invertible adapter needs an even hidden size, got {hidden_size}")
         half = hidden_size // 2
         self.hidden_size = hidden_size
         self.bottleneck_size = bottleneck_size or hidden_size // 4
-        self.F = _CouplingNet(half, self.bottleneck_size)
-        self.G = _CouplingNet(half, self.bottleneck_size)
+        self.init = check_init(init)
+        self.F = _CouplingNet(half, self.bottleneck_size, init)
+        self.G = _CouplingNet(half, self.bottleneck_size, init)
 
     def _weights(self) -> tuple[torch.Tensor, ...]:
         return (

@@ -30,6 +30,7 @@ class AdapterSet(nn.Module):
         bottleneck_size: int,
         invertible_bottleneck_size: int | None = None,
         leave_out: Sequence[int] = (),
+        init: str = "identity",
     ):
         super().__init__()
         if kind not in ADAPTER_KINDS:
@@ -42,11 +43,28 @@ class AdapterSet(nn.Module):
         self.leave_out = resolve_layers(leave_out, num_layers)  # sorted, non-negative
         # a ModuleList may hold None: no parameters, no state_dict entries, skipped by .to() and .modules()
         self.layers = nn.ModuleList(
-            None if index in self.leave_out else BottleneckAdapter(hidden_size, bottleneck_size) for index in range(num_layers)
+            None if index in self.leave_out else BottleneckAdapter(hidden_size, bottleneck_size, init) for index in range(num_layers)
         )
         self.invertible = (
-            NICECoupling(hidden_size, invertible_bottleneck_size) if invertible_bottleneck_size is not None else None
+            NICECoupling(hidden_size, invertible_bottleneck_size, init) if invertible_bottleneck_size is not None else None
         )
+
+    @classmethod
+    def assemble(cls, kind: AdapterKind, layers: Sequence[BottleneckAdapter | None], invertible: NICECoupling | None) -> "AdapterSet":
+        """A set made of existing modules (not copies): how a model's adapted modules hold one adapter set
+        between them, seen as one module with the usual names (``layers.{i}.…``, ``invertible.…``)."""
+        present = [layer for layer in layers if layer is not None]
+        if not present:
+            raise ValueError("an adapter set needs an adapter in at least one layer")
+        adapter_set = cls.__new__(cls)
+        nn.Module.__init__(adapter_set)
+        adapter_set.kind = kind
+        adapter_set.hidden_size = present[0].hidden_size
+        adapter_set.bottleneck_size = present[0].bottleneck_size
+        adapter_set.leave_out = tuple(i for i, layer in enumerate(layers) if layer is None)
+        adapter_set.layers = nn.ModuleList(layers)
+        adapter_set.invertible = invertible
+        return adapter_set
 
     @property
     def num_layers(self) -> int:

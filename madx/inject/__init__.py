@@ -12,9 +12,9 @@ from madx.inject.model import (
     is_attached,
     reset_task_heads,
     set_active,
-    set_trainable,
     task_heads,
 )
+from madx.inject.trainable import TrainableParameters, check_trainable, set_trainable, train_adapter, trainable_parameters
 from madx.inject.spec import ARCHITECTURES, ArchitectureSpec, spec_for_model_type
 
 __all__ = [
@@ -36,4 +36,8 @@ __all__ = [
     "set_trainable",
     "spec_for_model_type",
     "task_heads",
+    "TrainableParameters",
+    "check_trainable",
+    "train_adapter",
+    "trainable_parameters",
 ]

@@ -1,14 +1,15 @@
 """The MLM head split at its output projection, so the loss can fuse that projection.
 
-``mlm_decoder_input(model, hidden)`` runs the model's own MLM head (transform, then the decoder's
-forward pre-hooks: MAD-X's inverse invertible adapter) up to the tied output embeddings and
-returns the decoder's input; ``mlm_decoder(model)`` is that ``nn.Linear`` (V, h). Then
+``mlm_decoder_input(model, hidden)`` runs the model's own MLM head (transform, then, in an adapted
+decoder, MAD-X's inverse invertible adapter) up to the tied output embeddings and returns the
+decoder's input; ``mlm_decoder(model)`` is that ``nn.Linear`` (V, h). Then
 ``F.linear(mlm_decoder_input(m, x), decoder.weight, decoder.bias)`` equals the head's logits, and
 a chunked cross-entropy can take the projection from there without the [rows x V] logits.
 
-The decoder's ``forward`` is swapped for the identity for the duration of the call instead of
+The decoder's ``forward`` is swapped, for the duration of the call, for what it does before projecting
+(the identity, or an adapted decoder's ``madx_decoder_input``: the active inverse) instead of
 re-writing each architecture's head transform here: the head's own code (dense, activation,
-LayerNorm; whatever a new architecture does) and every pre-hook still run unchanged.
+LayerNorm; whatever a new architecture does) and any pre-hook still run unchanged.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _identity(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _decoder_as_identity(decoder: nn.Module):
-    decoder.forward = _identity  # an instance attribute shadows the class's forward; hooks still run
+    # an instance attribute shadows the class's forward; hooks still run
+    decoder.forward = getattr(decoder, "madx_decoder_input", _identity)
     try:
         yield
     finally:

@@ -9,7 +9,9 @@ def test_leave_out_defaults_to_no_layer_and_stays_out_of_the_dict():
     """to_dict feeds suite defaults and job parameters: a config without leave_out must give the dict it gave
     before the field existed (job ids of existing runs)."""
     assert AdapterConfig().leave_out == ()
-    assert AdapterConfig().to_dict() == {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 16}
+    before = {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 16}
+    assert AdapterConfig(init_weights="identity").to_dict() == before  # what madx computed before init_weights existed
+    assert AdapterConfig().to_dict() == {**before, "init_weights": "adapterhub"}  # the default computes something else: other job ids
     config = AdapterConfig(leave_out=[-1])  # a list (YAML, JSON) becomes a tuple
     assert config.leave_out == (-1,) and config.to_dict()["leave_out"] == [-1]
     assert AdapterConfig.from_dict(config.to_dict()) == config
@@ -58,3 +60,10 @@ def test_adapter_set_has_no_adapter_in_the_layers_left_out():
     assert all(p.dtype == torch.float64 for p in left.parameters())
     first_left_out = AdapterSet("task", 4, 8, 2, leave_out=(0,))
     assert (first_left_out.hidden_size, first_left_out.bottleneck_size) == (8, 2)
+
+
+def test_init_weights_is_named_and_checked():
+    assert AdapterConfig().init_weights == "adapterhub"
+    assert AdapterConfig.from_dict({"init_weights": "identity"}).init_weights == "identity"
+    with pytest.raises(ValueError, match="init_weights must be one of 'adapterhub', 'identity', got 'zeros'"):
+        AdapterConfig(init_weights="zeros")
