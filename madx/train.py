@@ -155,6 +155,9 @@ def train(
     _fp32_master_weights(trainable, runtime)
     model.zero_grad(set_to_none=True)  # a reused model may hold gradients of an earlier (failed) job
     generator = torch.Generator().manual_seed(config.seed)
+    collator_generator = getattr(collate_fn, "generator", None)  # MaskedLMCollator's masks
+    if isinstance(collator_generator, torch.Generator):
+        collate_fn = _TrackedCollate(collate_fn, collator_generator)
     loader = DataLoader(train_dataset, batch_size=config.batch_size, shuffle=True, collate_fn=collate_fn, generator=generator)
     decay = [p for n, p in trainable if p.ndim > 1]
     no_decay = [p for n, p in trainable if p.ndim <= 1]
@@ -174,8 +177,8 @@ def train(
     scheduler = get_linear_schedule_with_warmup(base_optimizer, int(config.warmup_ratio * total_steps), total_steps)
     eval_every = config.eval_every or updates_per_epoch
     generators = {"shuffle": generator}
-    if isinstance(getattr(collate_fn, "generator", None), torch.Generator):
-        generators["collator"] = collate_fn.generator  # MaskedLMCollator's masks
+    if isinstance(collate_fn, _TrackedCollate):
+        generators["collator"] = collator_generator
 
     result = TrainResult(steps=0, epochs=0.0, final_loss=float("nan"), best_step=None, best_metrics=None,
                          trainable_params=sum(p.numel() for _, p in trainable),
@@ -198,7 +201,11 @@ def train(
                 at.epoch_start = generator.get_state()
             else:  # resumed inside an epoch: the same shuffle, its first batches skipped uncollated
                 generator.set_state(at.epoch_start)
+            if isinstance(collate_fn, _TrackedCollate):
+                collate_fn.start_epoch()
             for batch in runtime.skip_batches(loader, at.batch):
+                if isinstance(collate_fn, _TrackedCollate):
+                    collate_fn.consumed += 1
                 window_first = at.batch - at.batch % accumulation
                 window = min(accumulation, n_batches - window_first)  # an epoch's last window may be short
                 at.batch += 1
@@ -270,8 +277,8 @@ def train(
                         result.epochs = step / updates_per_epoch
                         at.wall_s += time.perf_counter() - start
                         start = time.perf_counter()
-                        _save(config.checkpoint_dir, model, optimizer, scheduler, runtime, generators, result, at,
-                              best_state, fingerprint, checkpoint_guard)
+                        _save(config.checkpoint_dir, model, optimizer, scheduler, runtime, generators, collate_fn, result,
+                              at, best_state, fingerprint, checkpoint_guard)
                     if stopping:
                         if stop.signum is None:
                             raise TrainingStopped(f"another process was stopped at step {step}; checkpoint written")
@@ -298,6 +305,32 @@ def train(
     return result
 
 
+class _TrackedCollate:
+    """A collate function with a generator (the MLM masks), remembering the generator's state before each
+    call: a loader that collates ahead of the loop (accelerate's ``DataLoaderShard`` holds one batch in
+    hand) has drawn the next batch's masks by the time a step completes, and a checkpoint must hold the
+    state from before that draw."""
+
+    def __init__(self, collate_fn: Callable, generator: torch.Generator):
+        self.collate_fn, self.generator = collate_fn, generator
+        self.calls = self.consumed = self._calls_at_epoch_start = 0
+        self._before: dict[int, torch.Tensor] = {}
+
+    def __call__(self, rows):
+        self._before = {i: s for i, s in self._before.items() if i >= self.calls - 4}
+        self._before[self.calls] = self.generator.get_state()
+        self.calls += 1
+        return self.collate_fn(rows)
+
+    def state_at_consumed(self) -> torch.Tensor:
+        """The generator's state after the batches the loop has taken, none of those collated ahead."""
+        ahead = self.calls - self._calls_at_epoch_start - self.consumed
+        return self._before[self.calls - ahead] if ahead > 0 else self.generator.get_state()
+
+    def start_epoch(self) -> None:
+        self._calls_at_epoch_start, self.consumed = self.calls, 0
+
+
 def _fp32_master_weights(trainable: list[tuple[str, nn.Parameter]], runtime: Runtime) -> None:
     """AdamW on bf16/fp16 weights loses updates smaller than the weights' precision: trainable
     low-precision parameters become fp32 (the forward autocasts to the runtime's precision)."""
@@ -322,9 +355,11 @@ def _fingerprint(config: TrainConfig, trainable, n_batches: int, runtime: Runtim
             "batches_per_epoch": n_batches, "processes": runtime.num_processes}
 
 
-def _save(directory, model, optimizer, scheduler, runtime: Runtime, generators, result: TrainResult, at: _Position,
-          best_state, fingerprint, guard) -> None:
+def _save(directory, model, optimizer, scheduler, runtime: Runtime, generators, tracked, result: TrainResult,
+          at: _Position, best_state, fingerprint, guard) -> None:
     rng = checkpoint.rng_states(generators)
+    if isinstance(tracked, _TrackedCollate):
+        rng["generators"]["collator"] = tracked.state_at_consumed()
     if not runtime.is_main_process:
         checkpoint.save_rank_state(directory, at.step, runtime.process_index, rng)
     runtime.wait_for_everyone()

@@ -189,3 +189,17 @@ def test_the_guard_is_asked_before_each_checkpoint(tmp_path):
     assert calls == [0, 1] and checkpoint.latest(tmp_path).name == "step-00000002"
     manifest = json.loads((checkpoint.latest(tmp_path) / "manifest.json").read_text())
     assert manifest["step"] == 2 and "state.pt" in manifest["files"] and "loop.json" in manifest["files"]
+
+
+@pytest.mark.parametrize("stop_at", [3, 13])
+def test_resume_through_accelerate_whose_loader_collates_one_batch_ahead(tmp_path, monkeypatch, stop_handler, reference, stop_at):
+    """accelerate's DataLoaderShard collates the next batch before the loop sees the current one: the
+    collator's generator has drawn past the step by the time it completes; the checkpoint holds the
+    state from before that draw (one process here; tests/phases/test_ddp.py runs two)."""
+    runtime = Runtime.distributed("no")
+    monkeypatch.setattr(Runtime, "local", staticmethod(lambda device: runtime))
+    assert isinstance(runtime.prepare(torch.utils.data.DataLoader(DATA, batch_size=4)), __import__("accelerate").data_loader.DataLoaderShard)
+    assert isinstance(run(tmp_path, stop_at=(stop_at,))[0], Stopped)
+    result, model = run(tmp_path)
+    assert result.resumed_from_step == (stop_at + 1) // 2
+    assert comparable(result) == comparable(reference[0]) and same_weights(model, reference[1])
