@@ -310,7 +310,9 @@ class JobResult(Record):
     job: JobSpec
     status: str  # "done": failures go to error.json instead, and the next run retries the job
     metrics: Mapping[str, Any]  # the job kind's own (eval: f1, exact_match, ...; task: best_dev, train_loss)
-    train: Mapping[str, Any] | None  # the training loop's record (madx.train.TrainResult); None for prepare / eval
+    # the training loop's record (madx.train.TrainResult; resumed_from_step: the checkpoint a resumed job went on
+    # from); None for prepare / eval
+    train: Mapping[str, Any] | None
     cost: Cost
     started_at: str | None  # UTC, ISO 8601; None only in schema-1 results (not recorded)
     finished_at: str

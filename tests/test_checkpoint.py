@@ -203,3 +203,15 @@ def test_resume_through_accelerate_whose_loader_collates_one_batch_ahead(tmp_pat
     result, model = run(tmp_path)
     assert result.resumed_from_step == (stop_at + 1) // 2
     assert comparable(result) == comparable(reference[0]) and same_weights(model, reference[1])
+
+
+def test_a_handler_that_returns_lets_training_go_on_after_the_checkpoint(tmp_path, reference):
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        result, model = run(tmp_path, stop_at=(5,))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [signal.SIGTERM]  # handed on once, after the checkpoint of step 3
+    assert checkpoint.latest(tmp_path).name == "step-00000003"
+    assert comparable(result) == comparable(reference[0]) and same_weights(model, reference[1])
