@@ -1,6 +1,6 @@
 """Devices of a node, partitioned between its workers by kernel locks in the run directory.
 
-    RUN/devices/<host>/<device>.lock   held (flock) by whoever uses the device; never deleted.
+    RUN/devices/<host>/<GPU UUID>.lock held (flock) by whoever uses the device; never deleted.
                                        Its content says who: {"kind": "worker"|"group", "holder",
                                        "pid", "job", "since"} (for messages and humans only)
 
@@ -38,8 +38,13 @@ a group of ``n`` is taken whole or not at all. The wait has two limits:
   naming the job and who holds what.
 
 Leases are per run directory: two runs (two ``--out``) on one node do not see each other's.
-Workers of one node must name devices alike (all by index, or all by UUID in
-``CUDA_VISIBLE_DEVICES``), since the lock file is named after the device.
+
+Leases are keyed by the GPU's UUID (``torch.cuda.get_device_properties(i).uuid``), never by a
+visible index: under ``srun --gpus-per-task=1`` (or two jobs sharing a node) every worker sees
+its GPU as ``cuda:0`` behind its own ``CUDA_VISIBLE_DEVICES``, and named by index they would all
+fight over one lock. A worker binds its device (``bind_worker_device``) from ``LOCAL_RANK``
+(torchrun, accelerate) or ``SLURM_LOCALID`` (srun) and makes it current before any other CUDA
+call, so its context, allocations and Triton launches are all on it and none lands on GPU 0.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import random
 import re
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -310,3 +316,80 @@ def lease_worker_device(run_dir: str | Path, devices: Sequence[str], local_rank:
 def worker_allocator(run_dir: str | Path) -> DeviceAllocator | None:
     """The allocator ``lease_worker_device`` made for ``run_dir`` in this process (None on CPU)."""
     return _WORKERS.get(Path(run_dir).resolve())
+
+
+# -- a worker's identity and its one device ------------------------------------------------------
+def local_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This worker's index on its node: ``LOCAL_RANK`` (torchrun, accelerate, launch/workers.sh),
+    else ``SLURM_LOCALID`` (a plain ``srun`` task), else 0."""
+    environ = os.environ if environ is None else environ
+    return int(environ.get("LOCAL_RANK", environ.get("SLURM_LOCALID", "0")))
+
+
+def global_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This worker's index in the whole launch: ``RANK``, else ``SLURM_PROCID``, else the local rank."""
+    environ = os.environ if environ is None else environ
+    return int(environ.get("RANK", environ.get("SLURM_PROCID", local_rank(environ))))
+
+
+def device_uuids(count: int) -> tuple[str, ...]:
+    """The UUIDs of this process's visible devices 0 .. count - 1, as nvidia-smi and
+    ``CUDA_VISIBLE_DEVICES`` spell them (``GPU-…``; MIG instances keep their ``MIG-…``)."""
+    import torch
+
+    uuids = []
+    for index in range(count):
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+        uuids.append(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+    return tuple(uuids)
+
+
+@dataclass(frozen=True)
+class WorkerDevice:
+    """The device a worker owns: ``cuda:{index}`` in this process, leased as ``uuid``."""
+
+    index: int
+    uuid: str
+    uuids: tuple[str, ...]  # every visible device's UUID, by visible index
+    names: tuple[str, ...]  # the same devices as CUDA_VISIBLE_DEVICES names them (or their indices)
+
+    def visible_names(self, uuids: Sequence[str]) -> tuple[str, ...]:
+        """``CUDA_VISIBLE_DEVICES`` entries for leased ``uuids`` (a ZeRO group's), in their order."""
+        return tuple(self.names[self.uuids.index(u)] for u in uuids)
+
+
+_BOUND: dict[Path, WorkerDevice] = {}
+
+
+def bind_worker_device(run_dir: str | Path, holder: str, environ: Mapping[str, str] | None = None,
+                       stuck_timeout: float = STUCK_SECONDS) -> WorkerDevice | None:
+    """Make this worker's device current and lease it for the process's life; None without CUDA.
+
+    The local rank's device is made current first, before anything else touches CUDA (reading the
+    UUIDs included), so the context opens there; if another worker owns it already (two runs of
+    one node's local ranks), the next free device is leased and made current instead."""
+    import torch
+
+    key = Path(run_dir).resolve()
+    if key in _BOUND:
+        return _BOUND[key]
+    environ = os.environ if environ is None else environ
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count <= 0:
+        return None
+    local = local_rank(environ)
+    preferred = local % count
+    torch.cuda.set_device(preferred)
+    uuids = device_uuids(count)
+    allocator = lease_worker_device(run_dir, uuids, local, holder, stuck_timeout)
+    index = uuids.index(allocator.own)
+    if index != preferred:
+        torch.cuda.set_device(index)
+    bound = WorkerDevice(index, allocator.own, uuids, node_devices(environ, count))
+    _BOUND[key] = bound
+    return bound
+
+
+def worker_device(run_dir: str | Path) -> WorkerDevice | None:
+    """What ``bind_worker_device`` bound for ``run_dir`` in this process (None on CPU)."""
+    return _BOUND.get(Path(run_dir).resolve())

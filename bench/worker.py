@@ -16,6 +16,12 @@ Living and dying cleanly:
   (e.g. under nohup) outlives its shell.
 * A full disk or read-only filesystem (ENOSPC, EDQUOT, EROFS) stops the worker with one message
   naming the path, instead of failing every ready job in turn; nothing committed is touched.
+* So does a sticky CUDA/NCCL error (the job is released, not marked failed) or too many failures
+  in a row (``bench.failures``): one sick device cannot fail the whole run.
+* On a GPU node the worker binds its device before any CUDA work (``bench.devices.bind_worker_device``:
+  ``LOCAL_RANK`` or ``SLURM_LOCALID``, leased by GPU UUID), so its context, its Triton launches and
+  its allocations are all there; between jobs of different shapes it returns the finished job's
+  cached memory (``JobHygiene``).
 * A run directory belongs to one suite (``plan.json``): another suite is refused unless
   ``add_jobs`` (``--add``) is given, which adds its jobs to the plan.
 * A finished run is recognised read-only: rerunning it needs no write access.
@@ -41,8 +47,10 @@ from typing import Callable
 
 import torch
 
-from bench.devices import lease_worker_device, node_devices, worker_allocator
+from bench.devices import bind_worker_device, global_rank, worker_allocator, worker_device
 from bench.execute import RUNNERS, JobContext, is_full_model_job
+from bench.failures import FailureGuard, WorkerUnhealthy, max_consecutive_from_env
+from bench.hygiene import JobHygiene
 from bench.graph import Job, build_graph
 from bench.progress import job_output
 from bench.results import SCHEMA_VERSION, Cost, JobResult, Provenance, RunInfo, WorkerInfo, collect_provenance
@@ -95,7 +103,9 @@ def bounded_message(error: BaseException) -> str:
 
 
 def worker_identity() -> tuple[int, str]:
-    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+    """(global rank, "host:pid:rankN"): the rank from ``RANK`` (torchrun, accelerate) or ``SLURM_PROCID``
+    (srun), else the local rank; only spreads workers over the ready list and names them in logs."""
+    rank = global_rank()
     return rank, f"{socket.gethostname()}:{os.getpid()}:rank{rank}"
 
 
@@ -165,10 +175,11 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
                                              f"{error.strerror or error}") from None
     runtime_hyper = suite.hyperparameters["runtime"]
     heartbeat = lease_seconds or runtime_hyper["lease_seconds"]
-    devices = node_devices()
-    if devices:  # the device this worker owns for its life, leased in RUN/devices/<host>/ (bench.devices)
-        own = lease_worker_device(store.root, devices, int(os.environ.get("LOCAL_RANK", "0")), worker).own
-        device = f"cuda:{devices.index(own)}"
+    # the device this worker owns for its life: made current before any CUDA work, leased by its UUID
+    # in RUN/devices/<host>/ (bench.devices); None without CUDA
+    bound = bind_worker_device(store.root, worker)
+    if bound is not None:
+        device = f"cuda:{bound.index}"
     else:
         device = "cpu"
         # fixed threads per worker: results must not depend on how many workers share the machine
@@ -176,6 +187,8 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
     check_precision(runtime_hyper["mixed_precision"], device, suite)
     runtime = Runtime.local(device, runtime_hyper["mixed_precision"], compile=compile_setting(runtime_hyper["compile"]))
     context = JobContext(store, jobs_by_id, runtime, store.root / "tb", lambda line: progress(f"[{worker}] {line}"))
+    guard = FailureGuard(worker, device, max_consecutive_from_env())
+    hygiene = JobHygiene(runtime.device)
     provenance = collect_provenance()  # once: the code this process runs is the code it imported
     if rank == 0:
         write_run_files(suite, store, jobs, provenance, previous)
@@ -207,16 +220,22 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
             time.sleep(0.5)
             continue
         job, claim = claimed
+        hygiene.before(job)
         try:
-            _run_one(job, store, claim, context, worker, provenance, runtime_hyper["zero_group_size"], runtime_hyper)
-        except StorageFull:
+            _run_one(job, store, claim, context, worker, provenance, runtime_hyper["zero_group_size"], runtime_hyper,
+                     guard)
+            guard.succeeded()
+        except (StorageFull, WorkerUnhealthy):
             raise
         except ClaimLost as error:
             progress(f"[{worker}] {error}")
-        except Exception:
+        except Exception as error:
             failed_here.add(job.id)
+            guard.failed(job.name, error)  # raises WorkerUnhealthy at K failures in a row
         finally:
             claim.release()
+            for where, why in hygiene.new_probe_failures().items():
+                progress(f"[{worker}] WARNING kernel probe failed, auto runs the reference: {where}: {why}")
         ran += 1
         if max_jobs is not None and ran >= max_jobs:
             break
@@ -249,28 +268,20 @@ def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes
     """Run ``job`` over ``processes`` new processes with DeepSpeed ZeRO (``bench.zero_job``). On GPUs
     the group gets a lease on ``processes`` devices (this worker's own and free ones, ``bench.devices``)
     and sees only those; on CPU it shares the machine's cores."""
-    spec = {
-        "job": dataclasses.asdict(job),
-        "deps": [dataclasses.asdict(context.jobs_by_id[d]) for d in job.deps],
-        "run_dir": str(context.store.root),
-        "zero_stage": runtime_hyper["zero_stage"],
-        "mixed_precision": runtime_hyper["mixed_precision"],
-        "compile": compile_setting(runtime_hyper["compile"]),
-        "cpu_threads": runtime_hyper["cpu_threads_per_worker"],
-    }
-    atomic_write_json(workspace / "job.json", spec)
+    atomic_write_json(workspace / "job.json", zero_group_spec(job, context.jobs_by_id, context.store.root, runtime_hyper))
     allocator = worker_allocator(context.store.root)  # None without devices
     lease = None
     if allocator is not None:
         lease = allocator.acquire(processes, job.name, setting="hyperparameters.runtime.zero_group_size")
         torch.cuda.empty_cache()  # the group's rank 0 shares this worker's device
     try:
-        with socket.socket() as probe:  # a free port for this group's rendezvous
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "bench.zero_job", str(workspace / "job.json")]
-        env = zero_group_env(os.environ, None if lease is None else lease.devices)
+        # --standalone: the group's agent binds its own rendezvous store on a free port (c10d, localhost:0)
+        # and hands it to its ranks, so groups starting together cannot pick the same port
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+                   "-m", "bench.zero_job", str(workspace / "job.json")]
+        bound = worker_device(context.store.root)
+        visible = None if lease is None else lease.devices if bound is None else bound.visible_names(lease.devices)
+        env = zero_group_env(os.environ, visible)
         # torchrun holds the lease's descriptors too: if this worker dies, the devices stay leased while the group runs
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               pass_fds=() if lease is None else lease.fds) as group:
@@ -290,6 +301,19 @@ def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes
         raise RuntimeError(f"ZeRO group for {job.name} failed (exit {group.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
     print(stdout, end="")  # into the job's log (job_output)
     return json.loads((workspace / "output.json").read_text(encoding="utf-8"))
+
+
+def zero_group_spec(job: Job, jobs_by_id: dict[str, Job], run_dir: Path, runtime_hyper: dict) -> dict:
+    """What ``bench.zero_job`` reads: the job, its dependencies, the run directory and the runtime settings."""
+    return {
+        "job": dataclasses.asdict(job),
+        "deps": [dataclasses.asdict(jobs_by_id[d]) for d in job.deps],
+        "run_dir": str(run_dir),
+        "zero_stage": runtime_hyper["zero_stage"],
+        "mixed_precision": runtime_hyper["mixed_precision"],
+        "compile": compile_setting(runtime_hyper["compile"]),
+        "cpu_threads": runtime_hyper["cpu_threads_per_worker"],
+    }
 
 
 def zero_group_env(environ: dict[str, str], devices: tuple[str, ...] | None) -> dict[str, str]:
@@ -346,7 +370,7 @@ def _storage_full(error: OSError, job: Job) -> StorageFull:
 
 
 def _run_one(job: Job, store: RunStore, claim, context: JobContext, worker: str, provenance: Provenance,
-             zero_group_size: int = 1, runtime_hyper: dict | None = None) -> None:
+             zero_group_size: int = 1, runtime_hyper: dict | None = None, guard: FailureGuard | None = None) -> None:
     workspace = None
     try:
         store.clean_workspaces(claim)
@@ -365,6 +389,8 @@ def _run_one(job: Job, store: RunStore, claim, context: JobContext, worker: str,
         except Exception as error:
             if is_storage_error(error):
                 raise _storage_full(error, job) from error
+            if guard is not None:
+                guard.check(job.name, error)  # a sticky device error: not the job's failure, nothing recorded
             if isinstance(error, torch.OutOfMemoryError):
                 error = out_of_memory(job, context.runtime.device, error)
             store.record_error(claim, {"job": job.name, "worker": worker, "error": bounded_message(error),

@@ -25,7 +25,10 @@ Choice, first match wins: the ``impl`` argument, the ``MADX_KERNEL_IMPL`` enviro
 tensors it is whichever implementation a once-per-process timing probe on this device measured
 faster for the call's op, dtype and sizes (``auto.py``; Triton must win by 5 %). Inside
 torch.compile auto is the reference (Inductor fuses it). ``describe_auto()`` says what auto chose
-and why; ``madx info`` prints it. A forced implementation that cannot run raises with the reason
+and why; ``madx info`` prints it; ``probe_failures()`` lists the probes whose Triton path raised.
+Triton launches on the current CUDA device, so every Triton call and probe runs with its tensors'
+device current (``device_guard``): a worker on cuda:3 whose current device is still 0 would
+otherwise launch there. A forced implementation that cannot run raises with the reason
 instead of falling back. Triton is an optional extra (``pip install madx-bench[triton]``),
 imported on first use.
 
@@ -67,6 +70,7 @@ __all__ = [
     "nice_coupling",
     "nice_coupling_ref",
     "probe_auto",
+    "probe_failures",
     "resolve_impl",
     "set_impl",
     "use_impl",
@@ -239,13 +243,14 @@ def _auto_choice(op: str, args: tuple, kwargs: dict) -> auto.Choice:
     where = torch.cuda.get_device_name(device) if cuda else device.type
     what = (f"{'forward + backward' if train else 'forward'}, {tokens} tokens, sizes {sizes}, "
             f"{str(dtype).removeprefix('torch.')} on {where}")
-    return auto.choose(
-        key,
-        auto.runner(op, _REFERENCES[op], sizes, tokens, dtype, device, train),
-        auto.runner(op, getattr(_triton_ops(), op), sizes, tokens, dtype, device, train),
-        what,
-        timer=lambda fns: auto.median_ms(fns, device),
-    )
+    with device_guard(device):  # the probe's launches, warm-up included, on the probed device
+        return auto.choose(
+            key,
+            auto.runner(op, _REFERENCES[op], sizes, tokens, dtype, device, train),
+            auto.runner(op, getattr(_triton_ops(), op), sizes, tokens, dtype, device, train),
+            what,
+            timer=lambda fns: auto.median_ms(fns, device),
+        )
 
 
 def resolve_impl(impl: str | None, *tensors: torch.Tensor | None, op: str = "bottleneck_adapter", **kwargs) -> str:
@@ -317,9 +322,23 @@ def probe_auto(
     return describe_auto()
 
 
+def device_guard(device: torch.device):
+    """``device`` made current for a block when it is a CUDA device (Triton launches on the current
+    device, cuBLAS and allocations follow the tensors); nothing for other devices."""
+    device = torch.device(device)
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def probe_failures() -> dict[str, str]:
+    """"op on device (shape)" -> why its Triton path failed in auto's probe, for every such probe in
+    this process (auto runs the reference there); for ``madx info``, provenance and worker logs."""
+    return {f"{key[0]} on {key[1]} ({_describe_key(key)})": choice.reason for key, choice in auto.failures().items()}
+
+
 def _dispatch(op: str, impl: str | None, args: tuple, **kwargs) -> torch.Tensor:
     if resolve_impl(impl, *args, op=op, **kwargs) == "triton":
-        return getattr(_triton_ops(), op)(*args, **kwargs)
+        with device_guard(args[0].device):  # the forward's launches; autograd runs the backward on the device's thread
+            return getattr(_triton_ops(), op)(*args, **kwargs)
     return _REFERENCES[op](*args, **kwargs)
 
 

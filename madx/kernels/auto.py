@@ -9,11 +9,18 @@ a tie to the less-tested path. Nothing here runs on CPU: there auto is always th
 The probe uses its own random generator (the caller's RNG streams are untouched), runs outside
 autocast with explicitly typed inputs, and is skipped where it cannot run: inside torch.compile
 (auto is the reference there; Inductor fuses the reference itself) and during CUDA graph capture
-(the cached choice, else the reference).
+(the cached choice, else the reference). It runs with the probed tensors' device current (warm-up
+included), whatever device the caller left current: Triton launches on the current device.
+
+A Triton path that fails in the probe makes auto the reference for that key, and the failure is
+not swallowed: it is logged as a warning, kept (``failures()``; ``madx.kernels.probe_failures()``)
+and shown by ``describe_auto()`` / ``madx info``, so a worker that silently runs the slower path
+can be seen.
 """
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 from collections.abc import Callable, Sequence
@@ -24,6 +31,7 @@ import torch
 MARGIN = 0.05  # Triton must take <= 95 % of the reference's time
 TOKENS_MIN, TOKENS_MAX = 1024, 32768
 WARMUP, REPS = 3, 15
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Choice:
     reason: str
     reference_ms: float | None = None
     triton_ms: float | None = None
+    failed: bool = False  # the Triton path raised in the probe
 
 
 # key -> Choice; key = (op, device, dtype, sizes, tokens, train)
@@ -48,12 +57,13 @@ def probe_tokens(tokens: int) -> int:
 def median_ms(
     fns: Sequence[Callable[[], object]], device: torch.device, warmup: int = WARMUP, reps: int = REPS,
 ) -> list[float]:
-    """Median CUDA-event time of each fn, interleaved round by round so clock drift hits all alike."""
-    for _ in range(warmup):  # the first call also compiles the Triton kernels
-        for fn in fns:
-            fn()
+    """Median CUDA-event time of each fn, interleaved round by round so clock drift hits all alike.
+    Everything, warm-up included, runs with ``device`` current (events and Triton launches use it)."""
     times: list[list[float]] = [[] for _ in fns]
     with torch.cuda.device(device):
+        for _ in range(warmup):  # the first call also compiles the Triton kernels
+            for fn in fns:
+                fn()
         for _ in range(reps):
             for i, fn in enumerate(fns):
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -79,8 +89,10 @@ def choose(
             return _choices[key]
         try:
             ref_ms, tri_ms = timer([run_reference, run_triton])
-        except Exception as e:  # a Triton path that fails here must not take the caller down
-            choice = Choice("reference", f"the Triton path failed in the probe ({type(e).__name__}: {e})")
+        except Exception as e:  # a Triton path that fails here must not take the caller down, nor go unseen
+            text = " ".join(str(e).split())[:300]
+            choice = Choice("reference", f"the Triton path failed in the probe ({type(e).__name__}: {text})", failed=True)
+            logger.warning("madx.kernels auto: %s: %s; auto runs the reference for it", what, choice.reason)
         else:
             ratio = ref_ms / tri_ms if tri_ms > 0 else float("inf")
             measured = f"{what}: Triton {tri_ms:.3f} ms vs reference {ref_ms:.3f} ms ({ratio:.2f}x)"
@@ -100,6 +112,11 @@ def cached(key: tuple) -> Choice | None:
 def choices() -> dict[tuple, Choice]:
     """Every probe made in this process so far."""
     return dict(_choices)
+
+
+def failures() -> dict[tuple, Choice]:
+    """The probes whose Triton path failed in this process."""
+    return {key: choice for key, choice in _choices.items() if choice.failed}
 
 
 def clear() -> None:

@@ -40,6 +40,7 @@ def python(code: str, *args: str) -> subprocess.Popen:
 def no_worker_allocators(monkeypatch):
     registry = {}
     monkeypatch.setattr(bench.devices, "_WORKERS", registry)  # this process's worker allocators, fresh per test
+    monkeypatch.setattr(bench.devices, "_BOUND", {})
     yield
     for allocator in registry.values():
         allocator.close()

@@ -280,3 +280,61 @@ def test_the_forced_implementation_is_a_setting_read_once(monkeypatch):
     assert kernels._forced() == (None, "")
     with pytest.raises(ValueError, match="did you mean 'triton'"):
         kernels.set_impl("tritn")
+
+
+def test_a_failing_probe_is_reported_not_swallowed(probe_on_cpu, caplog):
+    """A worker whose Triton path breaks in the probe runs the reference, and says so: a warning
+    when it happens, probe_failures() and describe_auto() (madx info, provenance) afterwards."""
+    timings, _ = probe_on_cpu
+    timings += [RuntimeError("CUDA error: invalid device context"), (2.0, 1.0)]
+    args, kwargs = OP_ARGS["nice_coupling"](device="cpu", grad=True)
+    assert kernels.probe_failures() == {}
+    with caplog.at_level("WARNING", logger="madx.kernels.auto"):
+        assert kernels.resolve_impl(None, *args, op="nice_coupling", **kwargs) == "reference"
+    assert "invalid device context" in caplog.text and "auto runs the reference" in caplog.text
+    (where, why), = kernels.probe_failures().items()
+    assert where.startswith("nice_coupling on cpu (train") and "RuntimeError: CUDA error: invalid device context" in why
+    other, _ = OP_ARGS["bottleneck_adapter"](device="cpu", grad=True)
+    assert kernels.resolve_impl(None, *other) == "triton"  # a probe that worked is no failure
+    assert len(kernels.probe_failures()) == 1
+
+
+def test_the_probe_and_triton_calls_run_under_the_tensors_device(probe_on_cpu, monkeypatch):
+    """Triton launches on the current device: the probe (warm-up included) and every forced Triton
+    call enter the tensors' device, whatever is current. Here the guard's entries are recorded."""
+    entered = []
+    monkeypatch.setattr(kernels, "device_guard", lambda device: _Recorder(entered, torch.device(device)))
+    timings, _ = probe_on_cpu
+    timings += [(2.0, 1.0)]
+    args, kwargs = OP_ARGS["adapter_layer"](device="cpu", grad=True)
+    assert kernels.resolve_impl(None, *args, op="adapter_layer") == "triton"
+    assert entered == [torch.device("cpu")], "the probe ran under the tensors' device"
+    kernels.adapter_layer(*args)
+    assert entered == [torch.device("cpu")] * 2, "so did the Triton call"
+
+
+class _Recorder:
+    def __init__(self, entered, device):
+        self.entered, self.device = entered, device
+
+    def __enter__(self):
+        self.entered.append(self.device)
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_on_a_second_device_while_the_first_is_current(monkeypatch):
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    torch.cuda.set_device(0)
+    args, _ = OP_ARGS["adapter_layer"](device="cuda:1", grad=True, h=64, d=32, rows=256, dtype=torch.float32)
+    with kernels.use_impl("triton"):
+        out = kernels.adapter_layer(*args)
+        out.sum().backward()
+    ref = kernels.adapter_layer_ref(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-4, atol=1e-4)
+    auto.clear()
+    assert not any("failed" in line for line in kernels.probe_auto(hidden=64, tokens=1024, device="cuda:1").values())
+    auto.clear()
