@@ -434,3 +434,83 @@ def test_weights_must_match_leave_out(madx2_dir):
     edit_config(madx2_dir, leave_out=[0])
     refused(madx2_dir, ValueError, "missing", "layers.1.", "unexpected", "layers.0.", path=madx2_dir / WEIGHTS_NAME)
     assert path.exists()
+
+
+# ---- where adapters come from: local folders, the Hub's cache, other libraries' folders ----
+
+
+def _hub_cache(root, repo_id, files_from, revision="main", subfolder=None):
+    """A Hugging Face Hub cache holding ``repo_id`` at ``revision``, laid out as huggingface_hub writes it."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit / (subfolder or "")
+    snapshot.mkdir(parents=True)
+    for path in files_from.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / revision).write_text(commit)
+    return root
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the test never reaches the network
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "hub-cache"
+
+
+def test_load_adapter_from_a_hub_repo_id(offline_hub, task_dir):
+    _hub_cache(offline_hub, "someone/ner-adapter", task_dir)
+    _hub_cache(offline_hub, "someone/two-adapters", task_dir, subfolder="ner")
+    expected = tiny_model("xlm-roberta", "ner")
+    madx.load_adapter(expected, task_dir)
+    for repo, kwargs in (("someone/ner-adapter", {}), ("someone/two-adapters", {"subfolder": "ner"})):
+        model = tiny_model("xlm-roberta", "ner")
+        assert madx.load_adapter(model, repo, **kwargs) == "ner"
+        for key, tensor in madx.get_store(expected).get("ner").state_dict().items():
+            assert torch.equal(madx.get_store(model).get("ner").state_dict()[key], tensor)
+        assert torch.equal(madx.task_heads(model, "ner")["classifier"].weight, madx.task_heads(expected, "ner")["classifier"].weight)
+    with pytest.raises(FileNotFoundError, match="no local directory of that name, and the Hugging Face Hub repo 'someone/missing' could not be fetched"):
+        madx.load_adapter(tiny_model("xlm-roberta", "ner"), "someone/missing")
+
+
+def test_a_missing_local_path_is_not_looked_up_on_the_hub(offline_hub, tmp_path):
+    (tmp_path / "adapters").mkdir()
+    with pytest.raises(FileNotFoundError, match="adapters/qu: no adapter config here: the directory does not exist"):
+        madx.load_adapter(tiny_model("xlm-roberta", "ner"), "adapters/qu")  # 'adapters/' is a local folder
+
+
+def test_the_folder_above_an_adapter_names_the_adapter(tmp_path, language_dir):
+    """``madx train-lang --out adapters/en`` writes adapters/en/adapter; loading adapters/en says so."""
+    outer = tmp_path / "adapters" / "en"
+    outer.mkdir(parents=True)
+    language_dir.rename(outer / "adapter")
+    with pytest.raises(FileNotFoundError, match=f"no adapter_config.json here, but {outer / 'adapter'} has one .*; pass {outer / 'adapter'}"):
+        madx.load_adapter(tiny_model("xlm-roberta", "ner"), outer)
+
+
+def test_a_peft_adapter_is_refused_with_the_library_that_reads_it(tmp_path):
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / CONFIG_NAME).write_text(json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ["query"]}))
+    refused(tmp_path / "lora", ValueError, "this is a PEFT adapter config (peft_type 'LORA' (a string))", "peft",
+            path=tmp_path / "lora" / CONFIG_NAME)
+
+
+def test_the_base_model_warning_compares_the_model_not_the_path_string(tmp_path, monkeypatch, caplog, language_dir):
+    base = tmp_path / "models" / "tiny"
+    tiny_model("xlm-roberta", "ner").save_pretrained(base)
+    config = json.loads((language_dir / CONFIG_NAME).read_text())
+    (language_dir / CONFIG_NAME).write_text(json.dumps({**config, "base_model": "models/tiny"}))  # as train-lang run from tmp_path writes it
+    monkeypatch.chdir(tmp_path)
+    model = type(tiny_model("xlm-roberta", "ner")).from_pretrained(str(base.resolve()))
+    with caplog.at_level("WARNING", logger="madx.io"):
+        madx.load_adapter(model, language_dir)
+    assert not [r for r in caplog.records if "trained on base model" in r.message]
+    other = type(model).from_pretrained(str(base.resolve()))
+    other.config._name_or_path = "xlm-roberta-base"
+    with caplog.at_level("WARNING", logger="madx.io"):
+        madx.load_adapter(other, language_dir)
+    assert [r for r in caplog.records if "trained on base model 'models/tiny', loading into 'xlm-roberta-base'" in r.message]

@@ -40,3 +40,14 @@ def test_mad_x_dims_and_identity_at_init():
 def test_odd_hidden_size_is_rejected():
     with pytest.raises(ValueError, match="even hidden size"):
         NICECoupling(33)
+
+
+def test_adapterhub_init_is_n_0_002_in_f_and_g():
+    """AdapterHub applies its "bert" init to the NICE block: every projection N(0, 0.02), biases 0."""
+    torch.manual_seed(0)
+    block = NICECoupling(768, init="adapterhub")
+    for linear in (block.F.down, block.F.up, block.G.down, block.G.up):
+        assert abs(float(linear.weight.std()) - 0.02) < 0.002 and torch.count_nonzero(linear.bias) == 0
+    x = torch.randn(2, 768)
+    with torch.no_grad():
+        assert not torch.equal(block(x), x) and torch.allclose(block.inverse(block(x)), x, atol=1e-5)
