@@ -9,6 +9,8 @@
     RUN/jobs/<id>/claim               who owns it: worker, host, pid, fencing token; mtime = heartbeat
     RUN/jobs/<id>/error.json          the last failure: a bounded message and the traceback
     RUN/jobs/<id>/quarantine/         result files that failed validation, kept for inspection
+    RUN/index/done/<id>               empty marker, created by ``commit`` after result.json (a hint: see below)
+    RUN/index/failed/<id>@<time_ns>   empty marker, created by ``record_error`` after error.json
     RUN/tb/<job name>/                tensorboard events
 
 Ownership is a kernel lock, not a lease. A worker owns a job while it holds an exclusive
@@ -35,6 +37,14 @@ lock is held but whose heartbeat is old is shown as "running, no heartbeat" (pau
 A job is done only if its ``result.json`` parses and validates against ``bench.results``; a
 file that does not (truncated, empty, edited by hand) is moved to ``quarantine/`` with the
 reason, and the job runs again.
+
+The index lets a worker follow a run of 10,000 jobs at the cost of what changed, not of the plan
+(``bench.scheduler``): one ``stat`` of ``index/done/`` says whether any job finished since the last
+look, one listing names them, and each new name costs one validation of its result.json. A marker
+is a hint, never the truth: a marker without a valid result does not make a job done (``quarantine``
+removes it), and a valid result without a marker (written by older code, or by an owner that died
+between the two writes) is still found: by a scan of the job folders when a worker starts, and by
+``try_claim``, which writes the missing marker when it finds the job done.
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ from madx.atomic import atomic_write_json
 # errors of the filesystem itself: the worker stops (with one message naming the path) instead of
 # recording them as job failures and burning through every other ready job
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+PROBES_KEPT = 256  # lock descriptors kept open for the next claim attempt (bench.store.RunStore._lock)
+FAILED_SEPARATOR = "@"  # index/failed/<job id>@<time_ns>: the time is in the name, so a listing is enough
 
 
 class RunDirectoryError(OSError):
@@ -100,6 +112,10 @@ class RunStore:
         elif not self.jobs_dir.is_dir():
             raise RunDirectoryError(errno.ENOENT, f"{self.root} is not a run directory (no {self.jobs_dir.name}/ in it)")
         self._valid: dict[str, tuple[int, int]] = {}  # job id -> (mtime_ns, size) of a result.json that validated
+        self._jobs = str(self.jobs_dir)
+        self._probes: dict[str, int] = {}  # job id -> an open fd of its lock file, found held by another
+        self.done_index = self.root / "index" / "done"
+        self.failed_index = self.root / "index" / "failed"
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
@@ -157,6 +173,7 @@ class RunStore:
             return None
         target.with_suffix(".reason.txt").write_text(reason + "\n", encoding="utf-8")
         self._valid.pop(job_id, None)
+        (self.done_index / job_id).unlink(missing_ok=True)  # done again only when a valid result is committed
         return target
 
     def quarantined(self, job_id: str) -> list[Path]:
@@ -172,17 +189,50 @@ class RunStore:
         except (FileNotFoundError, UnicodeDecodeError, json.JSONDecodeError):
             return None
 
+    # -- the index: cheap signals of what finished or failed -----------------------------------------
+    def _mark(self, folder: Path, name: str) -> None:
+        """Create the empty marker ``folder/name`` (the name appears atomically; its folder's mtime changes)."""
+        try:
+            fd = os.open(folder / name, os.O_CREAT | os.O_WRONLY, 0o666)
+        except FileNotFoundError:  # a run directory from before the index
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / name, os.O_CREAT | os.O_WRONLY, 0o666)
+        os.close(fd)
+
+    def done_marked(self) -> list[str]:
+        """Job ids with a done marker (hints: check each with ``is_done``)."""
+        try:
+            return os.listdir(self.done_index)
+        except FileNotFoundError:
+            return []
+
+    def failures_marked(self) -> list[tuple[str, int]]:
+        """(job id, time_ns) of every recorded failure that is marked, in no order."""
+        try:
+            names = os.listdir(self.failed_index)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            job_id, _, stamp = name.rpartition(FAILED_SEPARATOR)
+            if job_id and stamp.isdigit():
+                found.append((job_id, int(stamp)))
+        return found
+
     # -- ownership ------------------------------------------------------------------------------
     def try_claim(self, job_id: str, worker: str, heartbeat_seconds: float = 30.0) -> "Claim | None":
         """Own the job if nobody does (non-blocking); None if another worker owns it or it is done."""
-        directory = self.job_dir(job_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = try_exclusive_lock(directory / "lock")
+        fd = self._lock(job_id)
         if fd is None:
             return None
         claim = Claim(self, job_id, fd, uuid.uuid4().hex, heartbeat_seconds)
         try:
             if self.is_done(job_id):  # finished by another worker between our look and our lock
+                if not (self.done_index / job_id).exists():  # by older code, or its owner died before the marker
+                    try:
+                        self._mark(self.done_index, job_id)
+                    except OSError:  # a repair only: a read-only run directory is still read
+                        pass
                 claim.release()
                 return None
             if self.result_path(job_id).exists():  # is_done said it is no valid result
@@ -194,6 +244,42 @@ class RunStore:
             raise
         claim.start_heartbeat()
         return claim
+
+    def _lock(self, job_id: str) -> int | None:
+        """An fd holding the job's lock, or None if another process holds it. The descriptor of a lock
+        found held is kept (up to ``PROBES_KEPT``), so that the next attempt on it is one ``flock`` call,
+        not open, flock, close: an idle worker tries every ready job others hold at every poll."""
+        path = os.path.join(self._jobs, job_id, "lock")
+        fd = self._probes.pop(job_id, None)
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._probes[job_id] = fd
+                return None
+            try:
+                kept, now = os.fstat(fd), os.stat(path)
+                if (kept.st_dev, kept.st_ino) == (now.st_dev, now.st_ino):
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # the file was replaced behind the store's back (a folder removed by hand): lock the new one
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        except FileNotFoundError:  # the job's first claim: one mkdir, not one per attempt
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._probes[job_id] = fd
+            while len(self._probes) > PROBES_KEPT:
+                os.close(self._probes.pop(next(iter(self._probes))))
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def owner(self, job_id: str) -> "Ownership":
         """Who owns the job now: held (a live lock), stale (a claim file, no lock) or free."""
@@ -245,11 +331,19 @@ class RunStore:
         os.rename(workspace, artifacts)
         claim.check()
         atomic_write_json(self.result_path(job_id), result)
-        (self.job_dir(job_id) / "error.json").unlink(missing_ok=True)
+        self._mark(self.done_index, job_id)  # after the result: a marker never precedes what it points at
+        try:
+            (self.job_dir(job_id) / "error.json").unlink()
+        except FileNotFoundError:
+            return
+        for failed_id, stamp in self.failures_marked():  # it had failed before: its failure markers go too
+            if failed_id == job_id:
+                (self.failed_index / f"{job_id}{FAILED_SEPARATOR}{stamp}").unlink(missing_ok=True)
 
     def record_error(self, claim: "Claim", error: dict[str, Any]) -> None:
         claim.check()
         atomic_write_json(self.job_dir(claim.job_id) / "error.json", error)
+        self._mark(self.failed_index, f"{claim.job_id}{FAILED_SEPARATOR}{time.time_ns()}")
 
     def clean_workspaces(self, claim: "Claim") -> None:
         claim.check()

@@ -240,3 +240,65 @@ def test_reading_a_missing_run_directory_creates_nothing(tmp_path):
     with pytest.raises(RunDirectoryError, match="not a run directory"):
         RunStore(tmp_path / "typo", create=False)
     assert not (tmp_path / "typo").exists()
+
+
+# -- the index: markers beside the results (bench.scheduler reads them) ----------------------------------
+def test_commit_marks_the_job_done_after_its_result_and_quarantine_unmarks_it(tmp_path):
+    store = RunStore(tmp_path)
+    claim = store.try_claim("job", "w")
+    assert store.done_marked() == []
+    store.commit(claim, store.new_workspace("job"), valid_result("job"))
+    claim.release()
+    assert store.done_marked() == ["job"]
+    assert (store.done_index / "job").stat().st_mtime_ns >= store.result_path("job").stat().st_mtime_ns
+    store.result_path("job").write_text("{")  # spoilt behind the store's back: the next owner quarantines it
+    claim = store.try_claim("job", "w2")
+    assert claim is not None and store.done_marked() == [], "a marker never outlives the result it pointed at"
+    claim.release()
+
+
+def test_failures_are_marked_with_their_time_and_cleared_by_a_later_commit(tmp_path):
+    store = RunStore(tmp_path)
+    before = time.time_ns()
+    claim = store.try_claim("job", "w")
+    store.record_error(claim, {"error": "boom"})
+    claim.release()
+    ((job_id, stamp),) = store.failures_marked()
+    assert job_id == "job" and before <= stamp <= time.time_ns()
+    claim = store.try_claim("job", "w")
+    store.commit(claim, store.new_workspace("job"), valid_result("job"))
+    claim.release()
+    assert store.failures_marked() == [] and store.error("job") is None
+
+
+def test_a_claim_attempt_on_a_job_done_without_a_marker_writes_the_marker(tmp_path):
+    """A result committed by older code (or by an owner killed between result.json and the marker)."""
+    store = RunStore(tmp_path)
+    store.job_dir("job").mkdir(parents=True)
+    store.result_path("job").write_text(json.dumps(valid_result("job")))
+    assert store.done_marked() == []
+    assert store.try_claim("job", "w") is None
+    assert store.done_marked() == ["job"] and store.owner("job").state == "free"
+
+
+def test_a_kept_lock_descriptor_is_one_flock_and_never_locks_a_replaced_file(tmp_path):
+    import shutil
+
+    from bench.perf.store_scale import Ops
+
+    store, other = RunStore(tmp_path), RunStore(tmp_path)
+    held = other.try_claim("job", "other")
+    assert store.try_claim("job", "w") is None
+    ops = Ops()
+    with ops.active():
+        assert store.try_claim("job", "w") is None
+    assert dict(ops.counts) == {"flock": 1}, "a second attempt on a held job reuses the descriptor"
+    held.release()
+    shutil.rmtree(store.job_dir("job"))  # removed by hand and claimed anew: a new lock file
+    newer = other.try_claim("job", "newer")
+    assert newer is not None
+    assert store.try_claim("job", "w") is None, "the kept descriptor is of the old file: its lock proves nothing"
+    newer.release()
+    mine = store.try_claim("job", "w")
+    assert mine is not None and store.claim_owner("job")["worker"] == "w"
+    mine.release()
