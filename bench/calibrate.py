@@ -316,14 +316,20 @@ class Measurement:
 
 
 def model_config(model: Mapping[str, Any]):
-    """The transformers config of a suite's model: its tiny config, or the hub/local model's (no weights)."""
+    """The transformers config of a suite's model: its tiny config, a local model's, a built-in preset's
+    (``madx.params.ARCH_PRESETS``: xlm-roberta-base needs no hub), else the hub model's (no weights)."""
     from transformers import AutoConfig
+
+    from madx.params import ARCH_PRESETS, config_for
 
     if "tiny" in model:
         tiny = dict(model["tiny"])
         arch = tiny.pop("arch", "xlm-roberta")
         return AutoConfig.for_model(arch, **tiny)
-    return AutoConfig.from_pretrained(model["name_or_path"])
+    name = str(model["name_or_path"])
+    if name in ARCH_PRESETS and not Path(name).is_dir():
+        return config_for(name)
+    return AutoConfig.from_pretrained(name)
 
 
 def _synchronize(device) -> None:

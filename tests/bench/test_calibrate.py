@@ -133,7 +133,7 @@ def test_files_are_read_once(tmp_path):
 def test_plan_refuses_a_non_positive_gpu_count(value, capsys):
     assert cli.main(["bench", "plan", "smoke", "--gpus", value]) == 2
     err = capsys.readouterr().err
-    assert err == f"--gpus must be at least 1, got {value}\n"
+    assert err == f"madx bench: error: --gpus must be at least 1, got {value}\n"
 
 
 def test_plan_without_calibrate_says_the_rate_is_assumed(capsys):

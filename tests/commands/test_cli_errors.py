@@ -14,11 +14,21 @@ def test_user_error_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("madx evaluate: error: ") and "no-model" in err and "--debug" in err
+    assert err.startswith("madx evaluate: error: --model ") and err.endswith("no-model: no such folder\n")
+
+
+def test_an_error_of_a_file_offers_the_traceback(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "test.tsv").write_text("a\tO\n", encoding="utf-8")
+    status = cli.main(["evaluate", "--model", str(tmp_path / "model"), "--task", "ner", "--test", str(tmp_path / "test.tsv"),
+                       "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and err.startswith("madx evaluate: error: ") and "(--debug for the traceback)" in err
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    with pytest.raises(OSError):
+    with pytest.raises(cli.UsageError):
         cli.main(["--debug", "evaluate", "--model", str(tmp_path / "no-model"), "--task", "ner", "--test", "x",
                   "--out", str(tmp_path / "out")])
 
