@@ -4,7 +4,9 @@
   ``RUN/logs/<worker>.log``, always.
 * On a terminal (and without ``--verbose``) the screen shows one status line instead, redrawn in
   place by the first worker of a launch: done/total, running, failed, elapsed and an ETA from the
-  measured wall times of finished jobs of each kind. Piped or with ``--verbose``, the event lines
+  first finished job on: each job's estimated work (``bench.calibrate.job_work``) at the seconds per
+  unit of work measured on the finished jobs of its kind, or of all finished jobs while its kind has
+  none (shown as ``ETA ~…``), refined as jobs finish. Piped or with ``--verbose``, the event lines
   are printed as they happen (what CI and log collectors want).
 * Inside a job, third-party chatter (``datasets``' map bars, transformers' load reports and
   warnings, tqdm bars) goes to the job's own ``RUN/jobs/<id>/log.txt``, never to the screen.
@@ -22,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -29,17 +32,19 @@ from bench.store import RunStore
 
 
 def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: float | None = None,
-                walls: dict[str, float | None] | None = None) -> str:
+                walls: dict[str, float | None] | None = None, work: dict[str, float] | None = None) -> str:
     """``done 41/100 · running 2 · failed 0 · 1m12s elapsed · ETA 2m05s``, read from the run directory.
     ``walls`` (job id -> measured wall time) is a cache the caller keeps between redraws, so each
-    finished job's result is read once, not at every redraw."""
+    finished job's result is read once, not at every redraw. ``work`` (job id -> estimated cost,
+    ``job_work``) lets the ETA start with the first finished job (see ``estimate_remaining``)."""
     now = time.time() if now is None else now
     walls = {} if walls is None else walls
     jobs = list(jobs)
-    done_wall: dict[str, list[float]] = {}
-    remaining: dict[str, int] = {}
+    finished: list[tuple[str, float, float]] = []  # (kind, wall, work) of each measured finished job
+    remaining: list[tuple[str, float]] = []  # (kind, work) of each job left
     counts = {"done": 0, "running": 0, "failed": 0}
     for job in jobs:
+        cost = (work or {}).get(job["id"], 1.0)
         if job["id"] in walls or store.is_done(job["id"]):
             counts["done"] += 1
             if job["id"] not in walls:
@@ -48,31 +53,76 @@ def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: floa
                 except (KeyError, TypeError, ValueError, OSError):
                     walls[job["id"]] = None
             if walls[job["id"]] is not None:
-                done_wall.setdefault(job["kind"], []).append(walls[job["id"]])
+                finished.append((job["kind"], walls[job["id"]], cost))
             continue
-        remaining[job["kind"]] = remaining.get(job["kind"], 0) + 1
+        remaining.append((job["kind"], cost))
         if store.owner(job["id"]).state == "held":
             counts["running"] += 1
         elif store.error(job["id"]) is not None:
             counts["failed"] += 1
     parts = [f"done {counts['done']}/{len(jobs)}", f"running {counts['running']}", f"failed {counts['failed']}",
              f"{duration(now - started)} elapsed"]
-    eta = estimate_remaining(done_wall, remaining, max(counts["running"], 1))
-    parts.append("ETA " + (duration(eta) if eta is not None else "once each job kind has finished one job")
-                 if remaining else "finished")
+    if not remaining:
+        parts.append("finished")
+    else:
+        eta = estimate_remaining(finished, remaining, max(counts["running"], 1))
+        parts.append("ETA once the first job has finished" if eta is None else
+                     "ETA " + ("~" if eta.estimated else "") + duration(eta.seconds))
     return " · ".join(parts)
 
 
-def estimate_remaining(done_wall: dict[str, list[float]], remaining: dict[str, int], workers: int) -> float | None:
-    """Seconds left: per job kind, the mean measured wall time × the jobs left, shared by the workers
-    at work. None while a kind with jobs left has no finished job to measure."""
-    total = 0.0
-    for kind, left in remaining.items():
-        walls = done_wall.get(kind)
-        if not walls:
-            return None
-        total += left * sum(walls) / len(walls)
-    return total / workers
+@dataclass(frozen=True)
+class Eta:
+    seconds: float
+    estimated: bool  # some job kind left has no finished job yet: its time is scaled from the others'
+
+
+def estimate_remaining(finished: list[tuple[str, float, float]], remaining: list[tuple[str, float]],
+                       workers: int) -> Eta | None:
+    """Seconds left, shared by the workers at work. Each job left takes its estimated work times the
+    seconds per unit of work measured on the finished jobs of its kind; a kind with none finished yet
+    takes the rate of all finished jobs together (the ETA is then marked estimated, and refined as
+    soon as one of its jobs finishes). None until some job has finished."""
+    if not finished:
+        return None
+    wall_by_kind: dict[str, float] = {}
+    work_by_kind: dict[str, float] = {}
+    for kind, wall, cost in finished:
+        wall_by_kind[kind] = wall_by_kind.get(kind, 0.0) + wall
+        work_by_kind[kind] = work_by_kind.get(kind, 0.0) + cost
+    pooled = sum(wall_by_kind.values()) / max(sum(work_by_kind.values()), 1e-12)
+    total, estimated = 0.0, False
+    for kind, cost in remaining:
+        if work_by_kind.get(kind, 0.0) > 0:
+            total += cost * wall_by_kind[kind] / work_by_kind[kind]
+        else:
+            total += cost * pooled
+            estimated = True
+    return Eta(total / workers, estimated)
+
+
+# A training token costs about three forward tokens (forward + backward); see bench.calibrate's rows.
+TRAINING_ROWS = ("mlm-", "task-")
+
+
+def job_costs(run_dir: str | Path) -> dict[str, float] | None:
+    """Estimated work of each job of a run (forward-token equivalents from ``bench.calibrate.job_work``: the
+    suite's own step counts, epochs and data sizes), from the suite file the run keeps; None if it cannot be
+    read (the ETA then counts every job of a kind alike)."""
+    try:
+        from bench.calibrate import DataSizes, job_work
+        from bench.graph import build_graph
+        from bench.suite import load_suite
+
+        suite = load_suite(str(Path(run_dir) / "suite.yaml"), check_paths=False)
+        sizes = DataSizes(suite)
+        costs = {}
+        for job in build_graph(suite):
+            tokens = job_work(job, sizes).tokens
+            costs[job.id] = float(sum(n * (3 if key.startswith(TRAINING_ROWS) else 1) for key, n in tokens.items())) or 1.0
+        return costs
+    except Exception:  # noqa: BLE001 - an estimate only: any problem means no estimate, never a failed run
+        return None
 
 
 def duration(seconds: float) -> str:
@@ -97,9 +147,11 @@ class RunView:
         self._started = time.time()
         self._last_draw = 0.0
         self._walls: dict[str, float | None] = {}
+        self._work: dict[str, float] | None = None
 
     def watch(self, store: RunStore, jobs: Iterable[dict]) -> None:
         self._store, self._jobs = store, list(jobs)
+        self._work = job_costs(store.root)
 
     def event(self, line: str) -> None:
         self._log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
@@ -119,7 +171,7 @@ class RunView:
         if self._store is None:
             return
         self._last_draw = time.time()
-        line = status_line(self._store, self._jobs, self._started, walls=self._walls)
+        line = status_line(self._store, self._jobs, self._started, walls=self._walls, work=self._work)
         self.stream.write("\r\x1b[2K" + line)
         self.stream.flush()
 

@@ -7,7 +7,7 @@ import json
 import logging
 import warnings
 
-from bench.progress import RunView, duration, estimate_remaining, job_output, status_line
+from bench.progress import Eta, RunView, duration, estimate_remaining, job_costs, job_output, status_line
 from bench.store import RunStore
 from tests.bench.test_store import valid_result
 
@@ -18,14 +18,24 @@ class Terminal(io.StringIO):
 
 
 def test_eta_from_measured_times_per_kind():
-    assert estimate_remaining({"eval": [2.0, 4.0], "task": [30.0]}, {"eval": 10, "task": 2}, workers=2) == (30 + 60) / 2
-    assert estimate_remaining({"eval": [1.0]}, {"task": 1}, workers=1) is None, "no finished task job to measure"
+    finished = [("eval", 2.0, 1.0), ("eval", 4.0, 1.0), ("task", 30.0, 1.0)]
+    assert estimate_remaining(finished, [("eval", 1.0)] * 10 + [("task", 1.0)] * 2, workers=2) == Eta((30 + 60) / 2, False)
+    assert estimate_remaining([], [("task", 1.0)], workers=1) is None, "nothing finished: nothing to measure"
     assert [duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
 
 
-def _run(tmp_path, finished: int, total: int):
+def test_a_kind_without_finished_jobs_is_scaled_from_the_others_by_its_work():
+    # one MLM job of 1000 units took 20 s: 0.02 s per unit; an eval job of 50 units is then estimated at 1 s
+    eta = estimate_remaining([("mlm", 20.0, 1000.0)], [("mlm", 1000.0), ("eval", 50.0), ("eval", 50.0)], workers=1)
+    assert eta == Eta(20.0 + 1.0 + 1.0, estimated=True)
+    # once an eval job finished (3 s for 50 units), its own kind's rate counts
+    eta = estimate_remaining([("mlm", 20.0, 1000.0), ("eval", 3.0, 50.0)], [("eval", 50.0), ("eval", 100.0)], workers=1)
+    assert eta == Eta(3.0 + 6.0, estimated=False)
+
+
+def _run(tmp_path, finished: int, total: int, kinds=("eval",)):
     store = RunStore(tmp_path)
-    jobs = [{"id": f"j{i}", "kind": "eval", "name": f"eval/{i}", "deps": []} for i in range(total)]
+    jobs = [{"id": f"j{i}", "kind": kinds[i * len(kinds) // total], "name": f"job/{i}", "deps": []} for i in range(total)]
     (tmp_path / "plan.json").write_text(json.dumps({"suite": "t", "jobs": jobs}))
     for i in range(finished):
         claim = store.try_claim(f"j{i}", "w")
@@ -45,6 +55,32 @@ def test_status_line_counts_and_estimates(tmp_path):
         held.release()
     assert line == "done 2/5 · running 1 · failed 0 · 1m15s elapsed · ETA 30s"
     assert status_line(*_run(tmp_path / "all", 3, 3), started=0.0, now=1.0).endswith("finished")
+
+
+def test_the_status_line_has_an_eta_from_the_first_finished_job(tmp_path):
+    store, jobs = _run(tmp_path, finished=1, total=4, kinds=("mlm", "task", "eval", "eval"))
+    work = {"j0": 100.0, "j1": 50.0, "j2": 10.0, "j3": 10.0}  # the first job: 10 s for 100 units
+    assert status_line(store, jobs, started=0.0, now=12.0, work=work) == (
+        "done 1/4 · running 0 · failed 0 · 12s elapsed · ETA ~7s")
+    assert status_line(store, jobs, started=0.0, now=12.0).endswith("ETA ~30s"), "without estimates: every job alike"
+    assert status_line(store, [], started=0.0, now=1.0) == "done 0/0 · running 0 · failed 0 · 1s elapsed · finished"
+    empty, jobs = _run(tmp_path / "none", finished=0, total=2)
+    assert status_line(empty, jobs, started=0.0, now=1.0).endswith("ETA once the first job has finished")
+
+
+def test_job_costs_come_from_the_suite_the_run_keeps(tmp_path):
+    import shutil
+
+    from bench.graph import build_graph
+    from bench.suite import load_suite, resolve_suite_path
+
+    shutil.copy(resolve_suite_path("smoke"), tmp_path / "suite.yaml")
+    costs = job_costs(tmp_path)
+    jobs = build_graph(load_suite(str(tmp_path / "suite.yaml"), check_paths=False))
+    assert set(costs) == {job.id for job in jobs}
+    by_kind = {kind: [costs[j.id] for j in jobs if j.kind == kind] for kind in ("mlm", "task", "eval")}
+    assert min(by_kind["mlm"]) > max(by_kind["eval"]) and min(by_kind["task"]) > max(by_kind["eval"]) > 0
+    assert job_costs(tmp_path / "missing") is None
 
 
 def test_a_terminal_gets_one_status_line_and_the_log_gets_the_events(tmp_path):
