@@ -563,13 +563,20 @@ def report_document(report: Report) -> Document:
         last = sections[-1]
         empty = Paragraph("No evaluation results yet: no comparison tables.")
         sections[-1] = Section(last.title, last.anchor, last.blocks + (empty,), last.short)
-    sections += [_comparison_section(table, tables) for table in tables.comparisons]
-    sections.append(_params_section(tables.params))
+    # the paper's tables in the paper's order (2, 3 F1, 3 EM, 4, 5), whatever order they were built in
+    numbered = [_comparison_section(table, tables) for table in tables.comparisons] + [_params_section(tables.params)]
+    sections += sorted(numbered, key=_paper_table_number)
     if report.heatmaps:
         sections.append(_heatmap_section(report.heatmaps))
     sections.append(_cost_section(tables))
     sections.append(_provenance_section(report))
     return Document(report.title, lead, tuple(sections))
+
+
+def _paper_table_number(section: Section) -> int:
+    """``table3-em`` -> 3: where a section stands among the paper's tables (a stable sort keeps F1 before EM)."""
+    digits = "".join(ch for ch in section.anchor.split("-")[0] if ch.isdigit())
+    return int(digits) if digits else 99
 
 
 __all__ = ["reference_only_reason", "report_document", "run_rows", "status_line", "warning_items"]
