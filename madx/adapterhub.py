@@ -166,7 +166,8 @@ def import_adapterhub(model: nn.Module, directory: str | Path, kind: str, name: 
     saved_name = saved_names.pop()
     leave_out = _leave_out(saved["config"], config_path, model)
     first = next(i for i in range(model.config.num_hidden_layers) if i not in leave_out)
-    bottleneck_size = _bottleneck_size(layer_tensors, f"layers.{first}.down.weight", f"layer-{first} adapter_down", shown, weights_path)
+    kept = f" (config.leave_out is {list(leave_out)})" if leave_out else ""
+    bottleneck_size = _bottleneck_size(layer_tensors, f"layers.{first}.down.weight", f"layer-{first} adapter_down", shown, weights_path, kept)
     invertible_size = None
     if invertible_tensors:
         if kind != "language":
@@ -259,10 +260,10 @@ def _check_config(saved: dict, path: Path, model: nn.Module) -> None:
         raise file_error(path, f"adapter was trained with model_type {model_type!r}, this model is {model.config.model_type!r}")
 
 
-def _bottleneck_size(tensors: dict[str, torch.Tensor], key: str, what: str, shown: dict[str, str], path: Path) -> int:
+def _bottleneck_size(tensors: dict[str, torch.Tensor], key: str, what: str, shown: dict[str, str], path: Path, note: str = "") -> int:
     down = tensors.get(key)
     if down is None:
-        raise file_error(path, f"no {what} weight found")
+        raise file_error(path, f"no {what} weight found{note}")
     if down.dim() != 2 or down.shape[0] < 1:
         raise file_error(path, f"tensor {shown[key]!r} has shape {tuple(down.shape)}, expected a (bottleneck, input) matrix")
     return down.shape[0]

@@ -400,3 +400,27 @@ def test_export_of_a_madx2_adapter_tells_adapterhub_which_layer_has_none(tmp_pat
     madx.export_adapterhub(model, "qu", tmp_path / "qu")
     config = json.loads((tmp_path / "qu" / "adapter_config.json").read_text())
     assert config["config"]["leave_out"] == [model.config.num_hidden_layers - 1]
+    target = tiny_model("xlm-roberta", "mlm")
+    assert madx.import_adapterhub(target, tmp_path / "qu", kind="language") == "qu"  # and the import reads it back
+    assert madx.get_store(target).get("qu").leave_out == (model.config.num_hidden_layers - 1,)
+
+
+@pytest.mark.parametrize("leave_out,message", [
+    ("last", r"config.leave_out must be a list of layer indices, got 'last' \(a string\)"),
+    ([5], r"config.leave_out: layer 5 does not exist in a model of 2 layers"),
+    ([0], r"no layer-1 adapter_down weight found \(config.leave_out is \[0\]\)"),  # the export has none in layer 1
+])
+def test_a_leave_out_that_does_not_fit_the_weights_is_refused(tmp_path, leave_out, message):
+    from madx.adapters import AdapterConfig
+
+    model = tiny_model("xlm-roberta", "mlm")
+    madx.add_language_adapter(model, "qu", AdapterConfig(leave_out=(-1,)))
+    madx.export_adapterhub(model, "qu", tmp_path / "qu")
+    config_path = tmp_path / "qu" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["config"]["leave_out"] = leave_out
+    config_path.write_text(json.dumps(config))
+    target = tiny_model("xlm-roberta", "mlm")
+    with pytest.raises(ValueError, match=message):
+        madx.import_adapterhub(target, tmp_path / "qu", kind="language")
+    assert madx.adapter_names(target) == []

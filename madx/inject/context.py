@@ -9,7 +9,7 @@ the block raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import nn
@@ -19,7 +19,8 @@ from madx.inject.model import get_active, set_active
 
 
 @contextmanager
-def active(model: nn.Module, setup: Stack | None) -> Iterator[nn.Module]:
+def active(model: nn.Module, setup: Stack | str | Sequence[str] | None) -> Iterator[nn.Module]:
+    """``setup``: a Stack, one adapter name or a list of names (language first), as ``set_active`` takes it."""
     previous = get_active(model)
     set_active(model, setup)
     try:
