@@ -2,8 +2,13 @@
 locations and hyperparameters (defaults, then per-method overrides). ``load_suite`` validates it
 and names the file and field of every problem.
 
-Strings may use ``${VAR}`` / ``${VAR:-default}`` (environment) and relative paths are relative
-to the suite file, so one suite runs on any machine where its data lies.
+Strings may use ``${VAR}`` / ``${VAR:-default}`` (environment). Relative data paths resolve against
+the working directory, not the suite file's folder: the shipped suites read ``${MADX_DATA:-data}``,
+the folder ``madx data fetch --out`` writes, so one suite runs on any machine where its data lies.
+
+What validates runs: besides the file's structure, ``bench.preflight`` checks before the first job
+what the jobs will need (the model and its architecture, sequence lengths against its positions,
+adapter sizes, languages, data files).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from madx.data.languages import get_language
 from madx.recipes import suite_defaults
 from madx.runtime import COMPILE, MIXED_PRECISION
 from madx.tasks.registry import UnknownTaskError, get_task, task_names
-from madx.variants import VARIANTS
+from madx.variants import VARIANTS, get_variant
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 _SHARED_DEFAULTS: dict[str, Any] = {
@@ -63,6 +68,8 @@ class Suite:
     hyperparameters: dict[str, Any]
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> partial hyperparameters
     notes: tuple[str, ...] = ()
+    # data as the file writes it (``${MADX_DATA}``) and after expansion, before resolution: for messages
+    data_templates: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def hyper(self, method: str | None = None) -> dict[str, Any]:
         merged = copy.deepcopy(self.hyperparameters)
@@ -110,19 +117,52 @@ def resolve_suite_path(name_or_path: str) -> Path:
     raise SuiteError(f"no suite {name_or_path!r}: not a file, and not one of the shipped suites ({', '.join(known)})")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys and drops the first without a word: refuse them."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"field {key!r} appears twice in one mapping (lines {seen[key]} and {line}); "
+                                f"YAML would keep only the second", key_node.start_mark)
+            seen.setdefault(key, line)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_suite_text(path: Path, source: str) -> str:
+    """The file's text (UTF-8, a BOM allowed); a file in another encoding names the line, column and byte."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SuiteError(f"{source}: no such suite file") from None
+    except OSError as error:
+        raise SuiteError(f"{source}: cannot read the suite file: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        line, column = data.count(b"\n", 0, error.start) + 1, error.start - line_start + 1
+        raise SuiteError(f"{source}: line {line}, column {column} (byte {error.start}): not UTF-8 text (byte "
+                         f"0x{data[error.start]:02x}); save the suite file as UTF-8") from None
+
+
 def load_suite(name_or_path: str, check_paths: bool = True) -> Suite:
     path = resolve_suite_path(name_or_path)
     source = str(path)
+    text = read_suite_text(path, source)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SuiteError(f"{source}: no such suite file") from None
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise SuiteError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise SuiteError(f"{source}: expected a mapping at the top level")
+    templates = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     raw = _expand(raw, "suite", source)
-    return parse_suite(raw, source, path, check_paths)
+    return parse_suite(raw, source, path, check_paths, templates=templates)
 
 
 def _require(raw: dict, key: str, kind, source: str, where: str = ""):
@@ -171,6 +211,8 @@ def _check_hyper(value: Any, default: Any, where: str, source: str) -> None:
             raise SuiteError(f"{source}: {where} must be a number or null, got {value!r}")
         if value is not None and not value > 0:
             raise SuiteError(f"{source}: {where} must be positive or null, got {value!r}")
+        if isinstance(value, float) and not value.is_integer():  # every such setting counts steps or examples
+            raise SuiteError(f"{source}: {where} must be a whole number or null, got {value!r}")
         return
     if isinstance(default, bool) or isinstance(default, str):
         if type(value) is not type(default):
@@ -208,17 +250,24 @@ def _check_synthetic(data: dict, source: str) -> None:
                          f"languages, {', '.join(SYNTHETIC_SIZES)}.{_did_you_mean(unknown[0], SYNTHETIC_SIZES)}")
 
 
-def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: bool = True) -> Suite:
-    unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
-    if unknown:
-        raise SuiteError(f"{source}: unknown top-level field {unknown[0]!r}; known: {', '.join(TOP_LEVEL_KEYS)}."
-                         f"{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)}")
-    name = _require(raw, "name", str, source)
-    model = _require(raw, "model", (str, dict), source)
-    model = {"name_or_path": model} if isinstance(model, str) else model
-    if not ({"name_or_path"} <= set(model) or {"tiny"} <= set(model)):
-        raise SuiteError(f"{source}: model must be a hub name/path, or a mapping with 'tiny' (a config) or 'name_or_path'")
+TASK_KEYS = ("sources", "targets", "methods")
+
+
+def _listed(spec: dict, key: str, source: str, where: str) -> list:
+    """A non-empty list with no value twice (the graph would silently run it once)."""
+    values = _require(spec, key, list, source, where)
+    if not values:
+        raise SuiteError(f"{source}: {where}{key} is empty: the suite would run nothing for it")
+    repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if repeated is not None:
+        raise SuiteError(f"{source}: {where}{key} lists {repeated!r} twice")
+    return values
+
+
+def _parse_tasks(raw: dict, source: str) -> tuple[dict, dict, dict]:
     tasks_raw = _require(raw, "tasks", dict, source)
+    if not tasks_raw:
+        raise SuiteError(f"{source}: tasks is empty; known tasks: {', '.join(task_names())}")
     sources, targets, methods = {}, {}, {}
     for task, spec in tasks_raw.items():
         try:
@@ -227,95 +276,150 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
             raise SuiteError(f"{source}: tasks: {error}") from None
         if not isinstance(spec, dict):
             raise SuiteError(f"{source}: tasks.{task} must be a mapping with sources, targets, methods")
+        unknown = [key for key in spec if key not in TASK_KEYS]
+        if unknown:
+            raise SuiteError(f"{source}: unknown field tasks.{task}.{unknown[0]}; known: {', '.join(TASK_KEYS)}."
+                             f"{_did_you_mean(unknown[0], TASK_KEYS)}")
         for key, store in (("sources", sources), ("targets", targets)):
-            langs = _require(spec, key, list, source, f"tasks.{task}.")
+            langs = _listed(spec, key, source, f"tasks.{task}.")
             for lang in langs:
                 try:
                     get_language(lang)
                 except KeyError as error:
                     raise SuiteError(f"{source}: tasks.{task}.{key}: {error}") from None
             store[task] = tuple(langs)
-        task_methods = _require(spec, "methods", list, source, f"tasks.{task}.")
+        task_methods = _listed(spec, "methods", source, f"tasks.{task}.")
         for method in task_methods:
             if method not in VARIANTS:
                 raise SuiteError(f"{source}: tasks.{task}.methods: unknown method {method!r}; known: "
                                  f"{', '.join(VARIANTS)}.{_did_you_mean(method, VARIANTS)}")
         methods[task] = tuple(task_methods)
-    seeds = _require(raw, "seeds", list, source)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SuiteError(f"{source}: seeds must be a non-empty list of integers, got {seeds!r}")
-    mlm_trg_seeds = raw.get("mlm_trg_seeds", seeds[:1])
-    if not isinstance(mlm_trg_seeds, list) or not mlm_trg_seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) for s in mlm_trg_seeds):
-        raise SuiteError(f"{source}: mlm_trg_seeds must be a non-empty list of integers, got {mlm_trg_seeds!r}")
-    defaults = default_hyperparameters()
-    hyper = copy.deepcopy(defaults)
-    given = raw.get("hyperparameters", {}) or {}
-    _check_hyper(given, defaults, "hyperparameters", source)
-    _merge(hyper, given)
-    overrides = raw.get("overrides", {}) or {}
-    for method, update in overrides.items():
-        if method not in VARIANTS:
-            raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}."
-                             f"{_did_you_mean(method, VARIANTS)}")
-        _check_hyper(update, defaults, f"overrides.{method}", source)
-        if "runtime" in update:  # read once per worker (devices, ZeRO groups), never per method: it would be ignored
-            raise SuiteError(f"{source}: overrides.{method}.runtime: runtime settings apply to every job of the run; "
-                             f"set them under hyperparameters.runtime")
-    data = _require(raw, "data", dict, source)
+    return sources, targets, methods
+
+
+def _seeds(raw: dict, key: str, default: list | None, source: str) -> list[int]:
+    seeds = raw[key] if key in raw or default is None else default
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SuiteError(f"{source}: {key} must be a non-empty list of integers, got {seeds!r}")
+    return _listed({key: seeds}, key, source, "")
+
+
+def _mapping(raw: dict, key: str, source: str) -> dict:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(f"{source}: {key} must be a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_task_sections(update: dict, where: str, tasks: dict, source: str) -> None:
+    """Settings of a task the suite does not run would change nothing: most likely the task is missing."""
+    for key in update:
+        if key in task_names() and key not in tasks:
+            raise SuiteError(f"{source}: {where}.{key}: this suite runs no {key} task (its tasks: {', '.join(tasks)}); "
+                             f"the settings would change nothing")
+
+
+def _parse_model(raw: dict, source: str) -> dict[str, Any]:
+    model = _require(raw, "model", (str, dict), source)
+    model = {"name_or_path": model} if isinstance(model, str) else model
+    unknown = [key for key in model if key not in ("name_or_path", "tiny")]
+    if unknown or len(model) != 1:
+        extra = f"unknown field model.{unknown[0]}{_did_you_mean(unknown[0], ('name_or_path', 'tiny'))}; " if unknown else ""
+        raise SuiteError(f"{source}: {extra}model must be a hub name or local folder, or a mapping with one of "
+                         f"'name_or_path' or 'tiny' (a config)")
+    if "name_or_path" in model and (not isinstance(model["name_or_path"], str) or not model["name_or_path"].strip()):
+        raise SuiteError(f"{source}: model.name_or_path must be a hub name or a folder, got {model['name_or_path']!r}")
+    return model
+
+
+def _check_data(data: dict, model: dict, tasks: dict, sources: dict, targets: dict, methods: dict, source: str) -> None:
     if data.get("kind", "files") not in ("files", "synthetic"):
         raise SuiteError(f"{source}: data.kind must be 'files' (default) or 'synthetic', got {data.get('kind')!r}")
     if data.get("kind") == "synthetic":
         _check_synthetic(data, source)
-    else:
-        fields = {"text", *(field for task in tasks_raw for field in get_task(task).data_fields)}
-        unknown = sorted(set(data) - fields - {"kind"})
-        if unknown:
-            raise SuiteError(f"{source}: unknown field data.{unknown[0]}; this suite's tasks read: "
-                             f"{', '.join(sorted(fields))}.{_did_you_mean(unknown[0], fields)}")
-    base_dir = path.parent if path is not None else Path.cwd()
-    data = {k: (str((base_dir / v).resolve()) if isinstance(v, str) and k != "kind" and not v.startswith("hub:") else v) for k, v in data.items()}
-    suite = Suite(name=name, path=path, model=model, tasks=tuple(tasks_raw), sources=sources, targets=targets,
-                  methods=methods, seeds=tuple(seeds), mlm_trg_seeds=tuple(mlm_trg_seeds), data=data,
-                  hyperparameters=hyper, overrides=overrides, notes=tuple(raw.get("notes", [])))
-    if check_paths:
-        check_data_paths(suite, source)
-    return suite
-
-
-def check_data_paths(suite: Suite, source: str) -> None:
-    model = suite.model.get("name_or_path")
-    if isinstance(model, str) and model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
-        raise SuiteError(f"{source}: model = {model} does not exist (a local path; hub names look like 'xlm-roberta-base')")
-    if suite.data.get("kind") == "synthetic":
+        if "tiny" not in model:
+            raise SuiteError(f"{source}: model: a synthetic suite's prepare job builds a tiny random model from "
+                             f"model.tiny (a config); with a real model give data files (data.kind: files)")
+        for task in tasks:
+            for key, langs in (("sources", sources[task]), ("targets", targets[task])):
+                absent = [lang for lang in langs if lang not in data["languages"]]
+                if absent:
+                    raise SuiteError(f"{source}: tasks.{task}.{key}: {', '.join(absent)} not among data.languages "
+                                     f"({', '.join(data['languages'])}): the synthetic data has nothing for it")
         return
-    for key, value in suite.data.items():
-        if key == "kind" or not isinstance(value, str) or value.startswith("hub:"):
-            continue
-        if not Path(value).exists():
-            raise SuiteError(f"{source}: data.{key} = {value} does not exist")
-    check_task_files(suite, source)
+    fields = {"text", *(field for task in tasks for field in get_task(task).data_fields)}
+    unknown = sorted(set(data) - fields - {"kind"})
+    if unknown:
+        raise SuiteError(f"{source}: unknown field data.{unknown[0]}; this suite's tasks read: "
+                         f"{', '.join(sorted(fields))}.{_did_you_mean(unknown[0], fields)}")
+    if "tiny" in model:
+        raise SuiteError(f"{source}: model.tiny: only a synthetic suite (data.kind: synthetic) builds a tiny model; "
+                         f"with data files give model: a hub name or a local folder")
+    texts = sorted({m for ms in methods.values() for m in ms if get_variant(m).needs_language_mlm})
+    if texts and data.get("text") is None:
+        raise SuiteError(f"{source}: data.text is missing: {', '.join(texts)} train on each language's text "
+                         f"(data.text: a folder of {{lang}}.txt files)")
 
 
-def check_task_files(suite: Suite, source: str) -> None:
-    """Every file the suite's jobs will read: train/dev for each source, test for each target."""
-    for task in suite.tasks:
-        spec = get_task(task)
-        fields = {name: suite.data.get(name) for name in spec.data_fields}
-        if any(isinstance(v, str) and v.startswith("hub:") for v in fields.values()):
-            continue  # resolved online by the loaders
-        needed = [(lang, split) for lang in suite.sources[task] for split in ("train", "dev")]
-        needed += [(lang, "test") for lang in suite.targets[task]]
-        for lang, split in dict.fromkeys(needed):
-            try:
-                file = spec.data_file({k: v for k, v in fields.items() if v is not None}, lang, split)
-            except KeyError as error:
-                raise SuiteError(f"{source}: task {task} needs data.{error.args[0]} (it reads {', '.join(spec.data_fields)})") from None
-            except FileNotFoundError as error:
-                if split == "dev":
-                    continue  # a missing dev split falls back to part of train
-                raise SuiteError(f"{source}: task {task}, {split} for {lang}: {error}") from None
-            if file is not None and not file.is_file():
-                if split == "dev":
-                    continue
-                raise SuiteError(f"{source}: task {task}, {split} for {lang}: no file {file}")
+def _resolve(value: Any, key: str) -> Any:
+    """A data path, relative to the working directory (``${MADX_DATA}`` in the suite makes it machine-independent)."""
+    if key == "kind" or not isinstance(value, str) or value.startswith("hub:"):
+        return value
+    return str((Path.cwd() / Path(value).expanduser()).resolve())
+
+
+def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: bool = True,
+                templates: dict | None = None) -> Suite:
+    """``templates``: the data section as the file writes it (before ``${VAR}`` expansion), for messages."""
+    from bench import preflight
+
+    unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise SuiteError(f"{source}: unknown top-level field {unknown[0]!r}; known: {', '.join(TOP_LEVEL_KEYS)}."
+                         f"{_did_you_mean(unknown[0], TOP_LEVEL_KEYS)}")
+    name = _require(raw, "name", str, source)
+    if not name.strip():
+        raise SuiteError(f"{source}: name is empty")
+    model = _parse_model(raw, source)
+    sources, targets, methods = _parse_tasks(raw, source)
+    tasks = dict.fromkeys(methods)
+    run = {m for ms in methods.values() for m in ms}
+    seeds = _seeds(raw, "seeds", None, source)
+    mlm_trg_seeds = _seeds(raw, "mlm_trg_seeds", seeds[:1], source)
+    if "mlm_trg_seeds" in raw and "mlm-trg" not in run:
+        raise SuiteError(f"{source}: mlm_trg_seeds: no task of this suite runs mlm-trg, the only method they seed")
+    defaults = default_hyperparameters()
+    hyper = copy.deepcopy(defaults)
+    given = _mapping(raw, "hyperparameters", source)
+    _check_hyper(given, defaults, "hyperparameters", source)
+    _check_task_sections(given, "hyperparameters", tasks, source)
+    _merge(hyper, given)
+    overrides = _mapping(raw, "overrides", source)
+    for method, update in overrides.items():
+        if method not in VARIANTS:
+            raise SuiteError(f"{source}: overrides: unknown method {method!r}; known: {', '.join(VARIANTS)}."
+                             f"{_did_you_mean(method, VARIANTS)}")
+        if method not in run:
+            raise SuiteError(f"{source}: overrides.{method}: no task of this suite runs {method} "
+                             f"(methods: {', '.join(sorted(run))}); the override would change nothing")
+        _check_hyper(update, defaults, f"overrides.{method}", source)
+        _check_task_sections(update, f"overrides.{method}", tasks, source)
+        if "runtime" in update:  # read once per worker (devices, ZeRO groups), never per method: it would be ignored
+            raise SuiteError(f"{source}: overrides.{method}.runtime: runtime settings apply to every job of the run; "
+                             f"set them under hyperparameters.runtime")
+    notes = raw.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+        raise SuiteError(f"{source}: notes must be a list of strings (one per note), got {notes!r}")
+    data = _require(raw, "data", dict, source)
+    _check_data(data, model, tasks, sources, targets, methods, source)
+    written = {k: ((templates or data).get(k, v), v) for k, v in data.items()}
+    suite = Suite(name=name, path=path, model=model, tasks=tuple(tasks), sources=sources, targets=targets,
+                  methods=methods, seeds=tuple(seeds), mlm_trg_seeds=tuple(mlm_trg_seeds),
+                  data={k: _resolve(v, k) for k, v in data.items()}, hyperparameters=hyper, overrides=overrides,
+                  notes=tuple(notes), data_templates=written)
+    preflight.check_model(suite, source, check_paths)
+    if check_paths:
+        preflight.check_data_paths(suite, source)
+    return suite

@@ -338,6 +338,8 @@ TASK = TaskSpec(
     select_metric="f1",
     metrics=("f1", "exact_match"),
     default_max_length=recipe("adapters", "task", "qa").max_length,
+    # below 10 tokens prepare_features' window (question L//4, stride L//3, 4 special tokens) has no room for context
+    min_length=10,
     example_noun="questions",
     # not in the paper (madx.recipes says which values are ours)
     hyperparameters={**suite_defaults("task", "qa"), "eval_every": None, "max_train_questions": None,

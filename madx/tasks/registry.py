@@ -40,6 +40,7 @@ class TaskSpec:
     select_metric: str = "f1"  # dev metric that selects the best checkpoint (greater is better)
     metrics: tuple[str, ...] = ("f1",)  # what the reports show, the first being the headline
     default_max_length: int = 128
+    min_length: int = 1  # the shortest max_length its feature preparation accepts (suite validation checks it)
     example_noun: str = "examples"  # suite caps are max_train_<noun> / max_eval_<noun>
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)  # suite defaults (the paper's §5.2)
     low_resource_below: int | None = None  # fewer training examples: the suite's batch_size_low_resource

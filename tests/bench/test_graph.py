@@ -87,8 +87,10 @@ def test_paper_qa_counts():
     assert count_by_kind(jobs) == {"mlm": 11 * 2, "task": 3 * 3, "eval": 3 * 3 * 11}
 
 
-def test_languages_without_mlm_text_get_no_adapter_jobs(tmp_path):
+def test_languages_without_mlm_text_get_no_adapter_jobs(tmp_path, monkeypatch):
     import yaml
+
+    monkeypatch.chdir(tmp_path)  # the suite's relative data paths resolve against the working directory
 
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "en.txt").write_text("a b c\n")
@@ -112,11 +114,13 @@ def test_an_override_of_mlm_src_mlm_settings_gets_its_own_mlm_job(tmp_path):
 
     for name in ("train-en", "test-en", "test-qu"):
         (tmp_path / f"{name}.tsv").write_text("Lima\tB-LOC\n", encoding="utf-8")
+    for lang in ("en", "qu"):
+        (tmp_path / f"{lang}.txt").write_text("a b c\n", encoding="utf-8")
 
     def graph(overrides):
         path = tmp_path / "s.yaml"
         path.write_text(yaml.safe_dump({
-            "name": "t", "model": "xlm-roberta-base", "data": {"wikiann": str(tmp_path)}, "seeds": [1],
+            "name": "t", "model": "xlm-roberta-base", "data": {"wikiann": str(tmp_path), "text": str(tmp_path)}, "seeds": [1],
             "tasks": {"ner": {"sources": ["en"], "targets": ["en", "qu"], "methods": ["mlm-src", "mlm-trg"]}},
             "overrides": overrides}))
         jobs = build_graph(load_suite(str(path)))

@@ -100,7 +100,8 @@ def test_suites_know_a_registered_task(pos_task, tmp_path):
 
     assert default_hyperparameters()["pos"]["epochs"] == 1
     path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "model": "xlm-roberta-base", "data": {"pos": str(tmp_path)},
+    (tmp_path / "en.txt").write_text("the language adapter's text\n", encoding="utf-8")
+    path.write_text(yaml.safe_dump({"name": "t", "model": "xlm-roberta-base", "data": {"pos": str(tmp_path), "text": str(tmp_path)},
                                     "tasks": {"pos": {"sources": ["en"], "targets": ["en"], "methods": ["madx"]}},
                                     "seeds": [1], "hyperparameters": {"pos": {"epochs": 2}}}))
     suite = load_suite(str(path))
