@@ -17,7 +17,8 @@ from madx.variants import mlm_variant
 
 def test_adapter_config_puts_the_methods_leave_out_over_the_suites_section():
     jobs = {j.name: j for j in build_graph(load_suite("smoke"))}
-    section = {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 4}
+    section = {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 4,
+               "init_weights": "adapterhub"}  # AdapterConfig's default start, named in the job (and its id)
     assert jobs["ner/en/madx/seed1"].params["adapters"] == section
     assert adapter_config(jobs["ner/en/madx/seed1"]) == AdapterConfig(**section)
     assert adapter_config(jobs["eval/ner/en->qu/madx2-inv/seed1"]) == AdapterConfig(**section, leave_out=(-1,))
@@ -168,3 +169,28 @@ def test_a_checkpoint_is_written_only_under_the_claim_that_began_the_job(tmp_pat
             resume["checkpoint_guard"]()
     finally:
         claim.release()
+
+
+def test_the_workers_cached_model_resets_a_loaded_task_head_for_real(tmp_path):
+    """A base directory with a task head (a fine-tuned model): transformers 5 marks its loaded weights as
+    initialised, and a reset through HF's initialiser silently kept them (and a previous job's trained head)."""
+    import torch
+
+    import madx
+    from bench.execute import JobContext
+    from bench.store import RunStore
+    from madx.runtime import Runtime
+    from tests.conftest import tiny_model
+
+    tiny_model("xlm-roberta", "ner", num_labels=7).save_pretrained(tmp_path / "model")
+    saved = tiny_model("xlm-roberta", "ner", num_labels=7).classifier.weight.detach().clone()
+    ctx = JobContext(RunStore(tmp_path / "run"), {}, Runtime.local("cpu"), tmp_path / "tb", lambda line: None)
+    model = ctx.cached_model(str(tmp_path / "model"), "ner", seed=5)
+    reset = {n: p.detach().clone() for n, p in madx.task_heads(model)["classifier"].named_parameters()}
+    assert not torch.equal(reset["weight"], saved)
+    with torch.no_grad():  # what a task job leaves in the shared model's head
+        for parameter in madx.task_heads(model)["classifier"].parameters():
+            parameter.fill_(0.5)
+    again = ctx.cached_model(str(tmp_path / "model"), "ner", seed=5)
+    assert again is model
+    assert all(torch.equal(p, reset[n]) for n, p in madx.task_heads(model)["classifier"].named_parameters())
