@@ -216,3 +216,24 @@ def test_adapters_on_a_bf16_base_train_as_fp32_master_weights(tmp_path, tokenize
     assert {p.dtype for p in madx.get_store(model).parameters()} == {torch.float32}
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}  # the base stays bf16
     assert all(math.isfinite(h["loss"]) for h in out["train"]["history"] if "loss" in h)
+
+
+def test_full_model_mlm_resumes_bit_for_bit(tmp_path, tokenizer, sigterm_raises):
+    from madx.phases import train_full_mlm
+
+    synthetic.write_text(tmp_path / "qu.txt", "qu", 40)
+    config = TrainConfig(learning_rate=1e-3, batch_size=4, max_steps=4, log_every=1, eval_every=2)
+
+    def run(checkpoint_dir=None, progress=None):
+        torch.manual_seed(0)
+        model = XLMRobertaForMaskedLM(tiny_config(tokenizer, hidden_dropout_prob=0.1))
+        out = train_full_mlm(model, tmp_path / "qu.txt", tokenizer, config, Runtime.local("cpu"), MLMData(max_seq_length=32),
+                             progress=progress, checkpoint_dir=checkpoint_dir)
+        return out, {k: v.clone() for k, v in model.state_dict().items()}
+
+    reference, weights = run()
+    with pytest.raises(Stopped):
+        run(tmp_path / "ckpt", _stop_at(2))
+    out, resumed = run(tmp_path / "ckpt")
+    assert out["train"]["resumed_from_step"] == 2 and out["dev"] == reference["dev"]
+    assert all(torch.equal(resumed[k], weights[k]) for k in weights)  # every weight, the tied decoder included
