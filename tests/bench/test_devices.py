@@ -311,3 +311,28 @@ def test_a_group_size_per_method_is_refused_when_the_suite_loads():
     with pytest.raises(SuiteError, match=r"^zero\.yaml: overrides\.full-ft\.runtime: runtime settings apply to every "
                                          r"job of the run; set them under hyperparameters\.runtime"):
         parse_suite(raw, "zero.yaml", check_paths=False)
+
+
+def test_a_zero_group_binds_its_own_rendezvous_port(tmp_path, monkeypatch):
+    """Groups starting together must not race for a port picked before torchrun binds it: the
+    group's agent binds one itself (--standalone: c10d on localhost:0)."""
+    zero_call(tmp_path, monkeypatch, 2)
+    (call,) = FakeTorchrun.calls
+    assert "--standalone" in call.command
+    assert not any(arg in call.command for arg in ("--master_port", "--master_addr", "--rdzv_endpoint"))
+
+
+def test_a_uuid_leased_group_sees_its_devices_by_the_names_its_worker_sees(tmp_path, monkeypatch):
+    """Leases are keyed by UUID; the group's CUDA_VISIBLE_DEVICES uses the worker's own names for them."""
+    from tests.bench.fake_cuda import FakeCuda
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    uuids = [f"GPU-{i}{i}{i}" for i in range(4, 8)]
+    FakeCuda(uuids).install(monkeypatch)
+    bound = bench.devices.bind_worker_device(tmp_path, "node:1:rank1")
+    assert (bound.index, bound.uuid) == (1, "GPU-555")
+    assert sorted(p.stem for p in (tmp_path / "devices").glob("*/*.lock")) == ["GPU-555"]
+    zero_call(tmp_path, monkeypatch, 2)
+    (call,) = FakeTorchrun.calls
+    assert call.env["CUDA_VISIBLE_DEVICES"] == "5,4", "the worker's own device first, then the first free one"
