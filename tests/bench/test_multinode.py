@@ -4,6 +4,7 @@ node's address, the port, the machine ranks and the worker count (one per "node"
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -52,6 +53,7 @@ def launches(tmp_path, **env):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
            "LOGLEVEL": "INFO",  # torchrun's agent then prints the launch configuration it was given
            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env}
+    env = {k: v for k, v in env.items() if v is not None}  # None: unset for the launch
     started = []
 
     def start(name, command):
@@ -132,52 +134,119 @@ def test_two_nodes_with_the_documented_config(single_worker, tmp_path, rendezvou
             assert f"'rank': {rank}" in config["rdzv_configs"]
 
 
-# Stand-ins for the two SLURM commands the script uses, emulating SLURM_NNODES nodes on this machine.
-SRUN = r"""#!/bin/bash
-# srun: the command once per node (one task each) with SLURM_NODEID/PROCID/LOCALID set, output
-# labelled as by `srun --label`, the task's shell traced so the test sees the command it ran.
-# All "nodes" are this machine, so each would host the c10d store; the head node starts first
-# and the others once its store listens, as on a cluster.
-set -u
-pids=()
-for ((node = 0; node < SLURM_NNODES; node++)); do
-  (SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 env SHELLOPTS=xtrace "$@" 2>&1 | sed -u "s/^/$node: /"
-   exit "${PIPESTATUS[0]}") &
-  pids+=($!)
-  if ((node == 0)); then
-    until (exec 3<>"/dev/tcp/127.0.0.1/$MASTER_PORT") 2>/dev/null; do kill -0 "$!" 2>/dev/null || break; sleep 0.2; done
-  fi
-done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-exit "$status"
+# A stand-in for srun, emulating SLURM_NNODES nodes on this machine: the command once per task
+# (--ntasks-per-node per node) with SLURM_NODEID/PROCID/LOCALID and SLURM_CPUS_PER_TASK (from
+# --cpus-per-task only, as srun >= 22.05 does) set, each task's output in SRUN_STANDIN_DIR/task-<procid>.log
+# and its pid in task-<procid>.pid. Like a cluster configured with KillOnBadExit=1, it ends every task
+# when one exits non-zero, unless given --kill-on-bad-exit=0. It records its options and the
+# environment the tasks got in srun.json, and exits with the worst task status, as srun does.
+SRUN = r"""#!/usr/bin/env python3
+import json, os, signal, subprocess, sys, time
+args = sys.argv[1:]
+options = {}
+while args and args[0].startswith("--"):
+    key, _, value = args.pop(0)[2:].partition("=")
+    options[key] = value
+folder = os.environ["SRUN_STANDIN_DIR"]
+nodes, per_node = int(os.environ["SLURM_NNODES"]), int(options.get("ntasks-per-node", "1"))
+tasks = []
+for node in range(nodes):
+    for local in range(per_node):
+        procid = node * per_node + local
+        env = {**os.environ, "SLURM_NODEID": str(node), "SLURM_PROCID": str(procid), "SLURM_LOCALID": str(local)}
+        env.pop("SLURM_CPUS_PER_TASK", None)
+        if "cpus-per-task" in options:
+            env["SLURM_CPUS_PER_TASK"] = options["cpus-per-task"]
+        with open(os.path.join(folder, f"task-{procid}.log"), "w") as log:
+            task = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with open(os.path.join(folder, f"task-{procid}.pid"), "w") as out:
+            out.write(str(task.pid))
+        tasks.append(task)
+keep = {k: env.get(k) for k in ("HF_HUB_OFFLINE", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "SLURM_CPUS_PER_TASK")}
+with open(os.path.join(folder, "srun.json"), "w") as out:
+    json.dump({"options": options, "command": args, "task_env": keep}, out)
+while any(t.poll() is None for t in tasks):
+    if options.get("kill-on-bad-exit") != "0" and any(t.returncode not in (None, 0) for t in tasks):
+        for t in tasks:
+            if t.poll() is None:
+                t.send_signal(signal.SIGKILL)
+    time.sleep(0.2)
+codes = [t.returncode for t in tasks]
+with open(os.path.join(folder, "exits.json"), "w") as out:
+    json.dump(codes, out)
+bad = [c for c in codes if c != 0]
+sys.exit(0 if not bad else (128 - bad[0] if bad[0] < 0 else bad[0]))
 """
+# what launch/node-env.sh sets unless the caller did: the test's own environment must not decide
+NODE_ENV_UNSET = {"HF_HUB_OFFLINE": None, "TRITON_CACHE_DIR": None, "TORCHINDUCTOR_CACHE_DIR": None}
 SCONTROL = r"""#!/bin/bash
 # scontrol: only `scontrol show hostnames LIST`, one "node" per SLURM_NNODES, all this machine.
-# Slow after the first line, as a long node list is: a reader that stops early (`| head -n 1`
-# under pipefail) then kills the script with SIGPIPE every time, not only on unlucky timing.
 [[ "${1-} ${2-}" == "show hostnames" ]] || { echo "scontrol stand-in: not emulated: $*" >&2; exit 2; }
-for ((node = 0; node < SLURM_NNODES; node++)); do ((node)) && sleep 0.3; echo localhost; done
+for ((node = 0; node < SLURM_NNODES; node++)); do echo localhost; done
 """
 
 
-def test_the_slurm_script_on_two_emulated_nodes(single_worker, tmp_path):
-    stubs = tmp_path / "bin"
+def test_the_slurm_script_runs_independent_workers_and_one_death_stops_no_other(single_worker, tmp_path):
+    """sbatch's allocation as its environment: 2 nodes x 2 tasks, 3 CPUs and 1 GPU per task. The
+    script must hand srun --cpus-per-task (srun no longer inherits it) and keep a dead task from
+    ending the others; one worker is killed (-9) while the others work, and the suite still
+    finishes with the single worker's results."""
+    stubs, tasks = tmp_path / "bin", tmp_path / "tasks"
     stubs.mkdir()
+    tasks.mkdir()
     for name, text in (("srun", SRUN), ("scontrol", SCONTROL)):
         (stubs / name).write_text(text)
         (stubs / name).chmod((stubs / name).stat().st_mode | stat.S_IXUSR)
-    out, port = tmp_path / "run", free_port()
-    allocation = {"SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "1",
-                  "MASTER_PORT": str(port), "PATH": f"{stubs}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = tmp_path / "run"
+    allocation = {"SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2", "SLURM_NTASKS_PER_NODE": "2",
+                  "SLURM_CPUS_PER_TASK": "3", "SLURM_GPUS_PER_TASK": "1", "SRUN_STANDIN_DIR": str(tasks),
+                  "MADX_NODE_CACHE": str(tmp_path / "node-local"), **NODE_ENV_UNSET,
+                  "PATH": f"{stubs}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
     with launches(tmp_path, **allocation) as start:
         script = start("sbatch", ["bash", str(LAUNCH / "slurm-multinode.sbatch"), MINI, str(out)])
-        (output,) = outputs_of(script)
-    by_node = ["\n".join(line[3:] for line in output.splitlines() if line.startswith(f"{node}: ")) for node in (0, 1)]
-    check_run(out, single_worker, by_node)
-    for node, node_output in enumerate(by_node):
-        assert (f"+ accelerate launch --multi_gpu --num_machines 2 --num_processes 2 --machine_rank {node} "
-                f"--main_process_ip localhost --main_process_port {port} --rdzv_backend c10d "
-                f"-m madx bench run {MINI} --out {out}") in node_output.splitlines()
-        config = torchrun_config(node_output)
-        assert (config["rdzv_backend"], config["rdzv_endpoint"], config["nproc_per_node"]) == ("c10d", f"localhost:{port}", "1")
+        logs = [tasks / f"task-{i}.log" for i in range(4)]
+
+        def working():  # a worker in a job after prepare: others are claiming too
+            return any(re.search(r"\] start (mlm|task)/", log.read_text()) for log in logs if log.exists())
+
+        assert _wait_for(working, timeout=LIMIT), script.log.read_text()[-3000:]
+        victim = next(i for i, log in enumerate(logs) if re.search(r"\] start (mlm|task)/", log.read_text()))
+        os.kill(int((tasks / f"task-{victim}.pid").read_text()), signal.SIGKILL)
+        deadline = time.time() + LIMIT
+        while script.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+    srun = json.loads((tasks / "srun.json").read_text())
+    assert srun["options"]["cpus-per-task"] == "3" and srun["task_env"]["SLURM_CPUS_PER_TASK"] == "3"
+    assert srun["options"]["kill-on-bad-exit"] == "0" and srun["options"]["ntasks-per-node"] == "2"
+    assert srun["options"]["gpus-per-task"] == "1"
+    assert srun["command"][-4:] == ["run", MINI, "--out", str(out)] and "accelerate" not in srun["command"]
+    assert srun["task_env"]["HF_HUB_OFFLINE"] == "1"
+    assert srun["task_env"]["TRITON_CACHE_DIR"] == str(tmp_path / "node-local" / "triton")
+    assert srun["task_env"]["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "node-local" / "inductor")
+    exits = json.loads((tasks / "exits.json").read_text())
+    assert exits[victim] == -signal.SIGKILL and script.returncode != 0, "srun reports the dead task"
+    assert [code for i, code in enumerate(exits) if i != victim] == [0, 0, 0], "the other workers finished their work"
+    assert results(out) == single_worker, "the suite finished, the killed worker's job included"
+    started = [name for i in range(4) if i != victim for _, name in START.findall(logs[i].read_text())]
+    assert len(started) == len(set(started)), "no job ran twice among the living"
+    assert sum(bool(START.search(logs[i].read_text())) for i in range(4)) >= 2, "more than one worker did work"
+
+
+def test_workers_sh_starts_independent_workers_on_a_node(single_worker, tmp_path):
+    """launch/workers.sh: WORKERS plain workers with LOCAL_RANK/RANK, the node environment, and one
+    killed worker leaves the other to finish the suite."""
+    out = tmp_path / "run"
+    with launches(tmp_path, WORKERS="2", NODE_RANK="1", MADX_NODE_CACHE=str(tmp_path / "node-local"), **NODE_ENV_UNSET) as start:
+        node = start("node", ["bash", str(LAUNCH / "workers.sh"), MINI, str(out)])
+        assert _wait_for(lambda: re.search(r"\] start (mlm|task)/", node.log.read_text()), timeout=LIMIT)
+        workers = re.findall(r"\[\S+:(\d+):rank(\d+)\] start (?:mlm|task)/", node.log.read_text())
+        pid, rank = workers[0]
+        os.kill(int(pid), signal.SIGKILL)
+        deadline = time.time() + LIMIT
+        while node.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+    output = node.log.read_text()
+    assert node.returncode == 128 + signal.SIGKILL, "the script reports the killed worker's status"
+    ranks = set(re.findall(r"\[\S+:\d+:rank(\d+)\]", output))
+    assert ranks <= {"2", "3"} and rank in ranks, f"NODE_RANK 1 x 2 workers: ranks 2 and 3, got {ranks}"
+    assert results(out) == single_worker, "the other worker finished the suite, the killed one's job included"
