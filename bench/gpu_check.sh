@@ -13,6 +13,10 @@
 #   6 compile     python -m bench.perf --gpu --variants eager,compile --workloads a,c: the torch.compile
 #                 column (MaskedLMObjective(compile=True), as training compiles) beside an eager baseline
 #                 from the same process
+#   7 reuse       python -m bench.perf.worker_reuse: one real worker on cuda:0 running 6 compiled adapter
+#                 MLM jobs of 6 languages and 2 full-model MLM jobs (inductor): frames compiled per job
+#                 (target: one per (mode, shape), none for a new language), allocated/reserved memory after
+#                 each job, and the auto kernel probe on the worker's device (failures listed, not swallowed)
 #
 # Everything is written under OUT (default reports/perf): results as JSON + markdown, each step's output
 # as gpu-check-<step>.log, and gpu-check-summary.txt (exit code and seconds per step). Uses the machine's
@@ -22,12 +26,13 @@
 #   OUT=$OUT STEPS=kernels,ops bash bench/gpu_check.sh      # a subset (names above)
 #
 # Per-step limits in seconds can be overridden: DEVICE_TIMEOUT KERNELS_TIMEOUT OPS_TIMEOUT LOSS_TIMEOUT
-# PERF_TIMEOUT COMPILE_TIMEOUT (defaults 20 60 90 50 140 130: 490 s in all, plus at most 5 s each to kill).
+# PERF_TIMEOUT COMPILE_TIMEOUT REUSE_TIMEOUT (defaults 20 60 90 50 130 110 90: 550 s in all, plus at most
+# 5 s each to kill).
 set -uo pipefail
 out="${OUT:-reports/perf}"
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-steps=",${STEPS:-device,kernels,ops,loss,perf,compile},"
+steps=",${STEPS:-device,kernels,ops,loss,perf,compile,reuse},"
 summary="$out/gpu-check-summary.txt"
 : > "$summary"
 failed=0
@@ -56,10 +61,11 @@ step ops "$ops_limit" python3 -m bench.perf.ops --out "$out" --budget-s $(( ops_
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9]+/-/g; s/^-+|-+$//g')
 gpu=${gpu:-gpu}
 step loss "${LOSS_TIMEOUT:-50}" python3 -m bench.perf.loss_memory --device cuda --name "loss-memory-$gpu" --out "$out"
-step perf "${PERF_TIMEOUT:-140}" python3 -m bench.perf --gpu --steps 10 --warmup 3 --variants eager,fused \
+step perf "${PERF_TIMEOUT:-130}" python3 -m bench.perf --gpu --steps 10 --warmup 3 --variants eager,fused \
     --loss-memory "$out/loss-memory-$gpu.json" --name "cuda-$gpu" --out "$out"
-step compile "${COMPILE_TIMEOUT:-130}" python3 -m bench.perf --gpu --steps 10 --warmup 3 --variants eager,compile \
+step compile "${COMPILE_TIMEOUT:-110}" python3 -m bench.perf --gpu --steps 10 --warmup 3 --variants eager,compile \
     --workloads a,c --loss-memory "$out/loss-memory-$gpu.json" --name "cuda-$gpu-compile" --out "$out"
+step reuse "${REUSE_TIMEOUT:-90}" python3 -m bench.perf.worker_reuse --out "$out" --languages 6 --full 2 --steps 20
 echo "== done; per step:"
 cat "$summary"
 exit $failed
