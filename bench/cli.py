@@ -131,7 +131,10 @@ def run_run(args) -> int:
     from bench.worker import (PrecisionUnsupported, StorageFull, SuiteMismatch, WorkerStopped, install_lifecycle,
                               run_worker, worker_identity)
 
+    from madx.commands.model_loading import quiet_third_party
+
     logging.basicConfig(level=logging.WARNING)
+    quiet_third_party()
     try:
         suite = load_suite(args.suite)
     except SuiteError as error:

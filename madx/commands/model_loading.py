@@ -10,6 +10,20 @@ missing *encoder* weights are an error (the checkpoint is not the model it claim
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+
+
+def quiet_third_party() -> None:
+    """deepspeed, which transformers imports whenever it is installed, warns "Setting accelerator to CPU. If you
+    have GPU or other accelerator, we were unable to detect it" on every machine without CUDA: nothing is wrong
+    there, so it is told that CPU is meant (a DS_ACCELERATOR the user set is kept)."""
+    if "DS_ACCELERATOR" in os.environ or "deepspeed" in sys.modules:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 @contextlib.contextmanager
@@ -45,6 +59,7 @@ def _check_encoder(name_or_path: str, encoder_missing: list[str]) -> None:
 
 def load_task_model(name_or_path: str, task: str):
     """(model, tokenizer, head keys the checkpoint lacked: an empty list when its head was trained)."""
+    quiet_third_party()
     from transformers import AutoTokenizer
 
     from madx.tasks.registry import get_task
@@ -60,6 +75,7 @@ def load_task_model(name_or_path: str, task: str):
 def load_mlm_model(name_or_path: str):
     """(model with its MLM head, tokenizer); a checkpoint without an MLM head is an error: adapters trained
     against a random head learn nothing useful."""
+    quiet_third_party()
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     with quiet_loading():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from madx.commands.common import add_output_arguments, check_file, check_model, prepare_output
+from madx.commands.model_loading import quiet_third_party
 
 HELP = "make base models available offline (tiny random models, multilingual-e5-small)"
 
@@ -55,6 +56,7 @@ def run_make_tiny(args) -> int:
     for text in args.text:
         check_file("--text", text, hub_ok=False)
     prepare_output(args.out, "config.json", "model", args.overwrite)
+    quiet_third_party()
 
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM
@@ -92,6 +94,7 @@ def run_train_mlm_head(args) -> int:
     for text in args.text:
         check_file("--text", text, hub_ok=False)
     prepare_output(args.out, "mlm_head.json", "model with a fitted MLM head", args.overwrite)
+    quiet_third_party()
     from madx.models.mlm_head import MLMHeadConfig, train_mlm_head
 
     config = MLMHeadConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
