@@ -120,23 +120,24 @@ def load(folder: Path, fingerprint: dict[str, Any], rank: int = 0) -> tuple[dict
 
 
 # -- random number generators -----------------------------------------------------------------------
-def rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Every RNG a training step can draw from: torch (CPU, each CUDA device), Python, NumPy, and the
-    loop's own generators (the collator's masks)."""
+def rng_states(generators: dict[str, torch.Generator], device: torch.device) -> dict[str, Any]:
+    """Every RNG a training step can draw from: torch's on the CPU and on the training ``device`` (only
+    that one: reading every visible GPU's would open a context on GPUs other workers own), Python's,
+    NumPy's, and the loop's own generators (the shuffle, the collator's masks)."""
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "python": _to_lists(random.getstate()),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "generators": {name: g.get_state() for name, g in generators.items()},
     }
 
 
-def restore_rng(states: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+def restore_rng(states: dict[str, Any], generators: dict[str, torch.Generator], device: torch.device) -> None:
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if states["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, *rest = states["numpy"]

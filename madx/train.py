@@ -357,7 +357,7 @@ def _fingerprint(config: TrainConfig, trainable, n_batches: int, runtime: Runtim
 
 def _save(directory, model, optimizer, scheduler, runtime: Runtime, generators, tracked, result: TrainResult,
           at: _Position, best_state, fingerprint, guard) -> None:
-    rng = checkpoint.rng_states(generators)
+    rng = checkpoint.rng_states(generators, runtime.device)
     if isinstance(tracked, _TrackedCollate):
         rng["generators"]["collator"] = tracked.state_at_consumed()
     if not runtime.is_main_process:
@@ -390,7 +390,7 @@ def _resume(folder, fingerprint, model, optimizer, scheduler, runtime: Runtime, 
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     runtime.load_scaler_state(state["scaler"])
-    checkpoint.restore_rng(rng, generators)
+    checkpoint.restore_rng(rng, generators, runtime.device)
     at = _Position(**loop["position"], epoch_start=state["epoch_start"])
     result = TrainResult(**loop["result"])
     result.resumed_from_step = at.step

@@ -215,3 +215,15 @@ def test_a_handler_that_returns_lets_training_go_on_after_the_checkpoint(tmp_pat
     assert seen == [signal.SIGTERM]  # handed on once, after the checkpoint of step 3
     assert checkpoint.latest(tmp_path).name == "step-00000003"
     assert comparable(result) == comparable(reference[0]) and same_weights(model, reference[1])
+
+
+def test_only_the_training_devices_cuda_rng_is_read_and_restored(monkeypatch):
+    """A worker owns one GPU but may see all: reading every device's RNG would open a CUDA context on each."""
+    read, written = [], []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("read every GPU's RNG state"))
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: read.append(device) or torch.zeros(16, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: written.append(device))
+    states = checkpoint.rng_states({}, torch.device("cuda", 1))
+    checkpoint.restore_rng(states, {}, torch.device("cuda", 1))
+    assert read == written == [torch.device("cuda", 1)]
+    assert checkpoint.rng_states({}, torch.device("cpu"))["cuda"] is None and read == [torch.device("cuda", 1)]
