@@ -4,6 +4,10 @@
 their own jobs and must not join a collective. ``Runtime.distributed()`` hands everything to
 ``accelerate`` (DDP or DeepSpeed over all launched processes, gloo on CPU). The loops in
 ``madx.train`` and ``madx.evaluate`` only talk to this interface.
+
+Mixed precision: ``bf16`` autocasts; ``fp16`` autocasts and scales the loss (fp16 gradients
+underflow and overflow): the one-process runtime gives each training run a fresh
+``torch.amp.GradScaler`` (the same scaler accelerate uses), accelerate and DeepSpeed scale their own.
 """
 
 from __future__ import annotations
