@@ -142,3 +142,28 @@ def test_the_guard_alone():
     guard.check("e", RuntimeError("an ordinary bug"))  # not sticky: the loop records it
     with pytest.raises(ValueError, match="MADX_MAX_CONSECUTIVE_FAILURES = '0'"):
         max_consecutive_from_env({"MADX_MAX_CONSECUTIVE_FAILURES": "0"})
+
+
+def test_the_cli_exits_non_zero_with_one_line_naming_the_cause(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = f"""
+import sys, bench.execute
+quick = lambda job, ctx, workspace: {{"metrics": {{}}, "cost": {{"tokens": 0}}}}
+for kind in ("prepare", "mlm", "task"):
+    bench.execute.RUNNERS[kind] = quick
+def poisoned(job, ctx, workspace):
+    raise RuntimeError({DEVICE_ASSERT!r})
+bench.execute.RUNNERS["eval"] = poisoned
+from madx.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(root), "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([sys.executable, "-c", code, "bench", "run", MINI, "--out", str(tmp_path)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stops: device-side assert on cpu while running eval/" in errors[0], done.stderr[-2000:]
