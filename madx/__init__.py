@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     **{name: "madx.inject" for name in (
         "active", "add_language_adapter", "add_task_adapter", "adapter_names", "attach", "check_trainable", "delete_adapter",
         "detach", "get_active", "get_store", "is_attached", "reset_task_heads", "set_active", "set_trainable", "task_heads",
-        "train_adapter", "trainable_parameters", "TrainableParameters")},
+        "print_trainable_parameters", "train_adapter", "trainable_parameters", "TrainableParameters")},
     "load_adapter": "madx.io",
     "save_adapter": "madx.io",
     "export_adapterhub": "madx.adapterhub",
@@ -48,8 +48,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from madx.adapters.config import AdapterConfig
     from madx.compose import Stack
     from madx.inject import (TrainableParameters, active, add_language_adapter, add_task_adapter, adapter_names, attach,
-                             check_trainable, delete_adapter, detach, get_active, get_store, is_attached, reset_task_heads,
-                             set_active, set_trainable, task_heads, train_adapter, trainable_parameters)
-    from madx.train import TrainConfig
+                             check_trainable, delete_adapter, detach, get_active, get_store, is_attached,
+                             print_trainable_parameters, reset_task_heads, set_active, set_trainable, task_heads,
+                             train_adapter, trainable_parameters)
     from madx.io import load_adapter, save_adapter
+    from madx.train import TrainConfig
     from madx.variants import VARIANTS, Variant, get_variant

@@ -14,7 +14,8 @@ from madx.inject.model import (
     set_active,
     task_heads,
 )
-from madx.inject.trainable import TrainableParameters, check_trainable, set_trainable, train_adapter, trainable_parameters
+from madx.inject.trainable import (TrainableParameters, check_trainable, print_trainable_parameters, set_trainable, train_adapter,
+                                   trainable_parameters)
 from madx.inject.spec import ARCHITECTURES, ArchitectureSpec, spec_for_model_type
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "task_heads",
     "TrainableParameters",
     "check_trainable",
+    "print_trainable_parameters",
     "train_adapter",
     "trainable_parameters",
 ]

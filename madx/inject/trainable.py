@@ -102,6 +102,12 @@ def trainable_parameters(model: nn.Module) -> TrainableParameters:
     return TrainableParameters(trainable, total, groups)
 
 
+def print_trainable_parameters(model: nn.Module) -> None:
+    """PEFT's one-line summary: ``trainable params: 3,712 || all params: 110,720 || trainable%: 3.3526``."""
+    summary = trainable_parameters(model)
+    print(f"trainable params: {summary.trainable:,} || all params: {summary.total:,} || trainable%: {summary.percent:.4f}")
+
+
 def _group(name: str) -> str:
     parts = name.split(".")
     for index, part in enumerate(parts[:-1]):

@@ -40,6 +40,14 @@ def test_train_adapter_on_a_stack_trains_the_task_adapter_and_its_head_only():
     madx.check_trainable(model)  # nothing forgotten
 
 
+def test_print_trainable_parameters_as_peft_prints_it(capsys):
+    model = _stacked()
+    summary = madx.train_adapter(model, Stack("en", "ner"))
+    madx.print_trainable_parameters(model)
+    assert capsys.readouterr().out == (f"trainable params: {summary.trainable:,} || all params: {summary.total:,} || "
+                                       f"trainable%: {100 * summary.trainable / summary.total:.4f}\n")
+
+
 def test_train_adapter_on_a_language_trains_it_with_its_invertible_adapter():
     model = tiny_model("xlm-roberta", "mlm")
     madx.add_language_adapter(model, "qu")
