@@ -32,7 +32,7 @@ from bench.store import RunStore
 
 
 def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: float | None = None,
-                walls: dict[str, float | None] | None = None, work: dict[str, float] | None = None) -> str:
+                walls: dict[str, float | None] | None = None, work: dict[str, float | None] | None = None) -> str:
     """``done 41/100 · running 2 · failed 0 · 1m12s elapsed · ETA 2m05s``, read from the run directory.
     ``walls`` (job id -> measured wall time) is a cache the caller keeps between redraws, so each
     finished job's result is read once, not at every redraw. ``work`` (job id -> estimated cost,
@@ -40,11 +40,11 @@ def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: floa
     now = time.time() if now is None else now
     walls = {} if walls is None else walls
     jobs = list(jobs)
-    finished: list[tuple[str, float, float]] = []  # (kind, wall, work) of each measured finished job
-    remaining: list[tuple[str, float]] = []  # (kind, work) of each job left
+    finished: list[tuple[str, float, float | None]] = []  # (kind, wall, work) of each measured finished job
+    remaining: list[tuple[str, float | None]] = []  # (kind, work) of each job left
     counts = {"done": 0, "running": 0, "failed": 0}
     for job in jobs:
-        cost = (work or {}).get(job["id"], 1.0)
+        cost = work.get(job["id"]) if work is not None else 1.0
         if job["id"] in walls or store.is_done(job["id"]):
             counts["done"] += 1
             if job["id"] not in walls:
@@ -66,7 +66,7 @@ def status_line(store: RunStore, jobs: Iterable[dict], started: float, now: floa
         parts.append("finished")
     else:
         eta = estimate_remaining(finished, remaining, max(counts["running"], 1))
-        parts.append("ETA once the first job has finished" if eta is None else
+        parts.append("ETA pending" if eta is None else
                      "ETA " + ("~" if eta.estimated else "") + duration(eta.seconds))
     return " · ".join(parts)
 
@@ -77,26 +77,35 @@ class Eta:
     estimated: bool  # some job kind left has no finished job yet: its time is scaled from the others'
 
 
-def estimate_remaining(finished: list[tuple[str, float, float]], remaining: list[tuple[str, float]],
+def estimate_remaining(finished: list[tuple[str, float, float | None]], remaining: list[tuple[str, float | None]],
                        workers: int) -> Eta | None:
-    """Seconds left, shared by the workers at work. Each job left takes its estimated work times the
-    seconds per unit of work measured on the finished jobs of its kind; a kind with none finished yet
-    takes the rate of all finished jobs together (the ETA is then marked estimated, and refined as
-    soon as one of its jobs finishes). None until some job has finished."""
+    """Seconds left, shared by the workers at work. A job left whose kind has finished jobs takes its
+    estimated work times the seconds per unit of work measured on them (their mean wall time when there
+    is no work estimate); a kind with none finished yet takes the rate of all finished jobs together
+    (the ETA is then marked estimated, and refined as soon as one of its jobs finishes). Jobs without a
+    work estimate (``None``: preparing data and models) never set a rate. None until a job with one has
+    finished (or, for a run without estimates, any job)."""
     if not finished:
         return None
-    wall_by_kind: dict[str, float] = {}
+    wall_by_kind: dict[str, list[float]] = {}
     work_by_kind: dict[str, float] = {}
     for kind, wall, cost in finished:
-        wall_by_kind[kind] = wall_by_kind.get(kind, 0.0) + wall
-        work_by_kind[kind] = work_by_kind.get(kind, 0.0) + cost
-    pooled = sum(wall_by_kind.values()) / max(sum(work_by_kind.values()), 1e-12)
+        wall_by_kind.setdefault(kind, []).append(wall)
+        if cost is not None:
+            work_by_kind[kind] = work_by_kind.get(kind, 0.0) + cost
+    timed = [(wall, cost) for _, wall, cost in finished if cost is not None]
+    pooled = sum(w for w, _ in timed) / max(sum(c for _, c in timed), 1e-12) if timed else None
+    per_job = sum(wall for _, wall, _ in finished) / len(finished)
     total, estimated = 0.0, False
     for kind, cost in remaining:
-        if work_by_kind.get(kind, 0.0) > 0:
-            total += cost * wall_by_kind[kind] / work_by_kind[kind]
+        if kind in wall_by_kind and (cost is None or work_by_kind.get(kind, 0.0) <= 0):
+            total += sum(wall_by_kind[kind]) / len(wall_by_kind[kind])
+        elif kind in wall_by_kind:
+            total += cost * sum(w for k, w, c in finished if k == kind and c is not None) / work_by_kind[kind]
+        elif cost is not None and pooled is None:
+            return None  # only jobs without a work estimate (preparing) have finished: nothing to scale by
         else:
-            total += cost * pooled
+            total += cost * pooled if cost is not None else per_job
             estimated = True
     return Eta(total / workers, estimated)
 
@@ -105,7 +114,7 @@ def estimate_remaining(finished: list[tuple[str, float, float]], remaining: list
 TRAINING_ROWS = ("mlm-", "task-")
 
 
-def job_costs(run_dir: str | Path) -> dict[str, float] | None:
+def job_costs(run_dir: str | Path) -> dict[str, float | None] | None:
     """Estimated work of each job of a run (forward-token equivalents from ``bench.calibrate.job_work``: the
     suite's own step counts, epochs and data sizes), from the suite file the run keeps; None if it cannot be
     read (the ETA then counts every job of a kind alike)."""
@@ -119,7 +128,8 @@ def job_costs(run_dir: str | Path) -> dict[str, float] | None:
         costs = {}
         for job in build_graph(suite):
             tokens = job_work(job, sizes).tokens
-            costs[job.id] = float(sum(n * (3 if key.startswith(TRAINING_ROWS) else 1) for key, n in tokens.items())) or 1.0
+            total = float(sum(n * (3 if key.startswith(TRAINING_ROWS) else 1) for key, n in tokens.items()))
+            costs[job.id] = total if total > 0 else None  # preparing data and models: no token estimate
         return costs
     except Exception:  # noqa: BLE001 - an estimate only: any problem means no estimate, never a failed run
         return None
@@ -130,6 +140,32 @@ def duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def replay_eta(run_dir: str | Path, after: Iterable[int] = (1, 2, 5, 10, 20, 40, 60, 80, 100, 120)) -> list[str]:
+    """How good the ETA was on a finished run: after the k-th job finished (in finishing order), the ETA the
+    status line's estimator gives from those jobs, beside what was really left (the last finish minus this
+    one). One worker assumed. ``python -m bench.progress RUN`` prints it."""
+    import json
+    from datetime import datetime
+
+    root = Path(run_dir)
+    store = RunStore(root, create=False)
+    work = job_costs(root)
+    done = []
+    for job in json.loads((root / "plan.json").read_text(encoding="utf-8"))["jobs"]:
+        result = store.read_result(job["id"])
+        finished_at = datetime.fromisoformat(result["finished_at"].replace("Z", "+00:00")).timestamp()
+        done.append((finished_at, job, float(result["cost"]["job_wall_s"])))
+    done.sort(key=lambda row: row[0])
+    cost = (lambda job: work.get(job["id"])) if work is not None else (lambda job: 1.0)
+    lines = [f"{'after':>5}  {'kind':<8} {'ETA':>8}  {'really left':>11}"]
+    for k in (k for k in after if 0 < k < len(done)):
+        eta = estimate_remaining([(j["kind"], wall, cost(j)) for _, j, wall in done[:k]],
+                                 [(j["kind"], cost(j)) for _, j, _ in done[k:]], workers=1)
+        shown = "pending" if eta is None else ("~" if eta.estimated else "") + duration(eta.seconds)
+        lines.append(f"{k:>5}  {done[k - 1][1]['kind']:<8} {shown:>8}  {duration(done[-1][0] - done[k - 1][0]):>11}")
+    return lines
 
 
 class RunView:
@@ -147,7 +183,7 @@ class RunView:
         self._started = time.time()
         self._last_draw = 0.0
         self._walls: dict[str, float | None] = {}
-        self._work: dict[str, float] | None = None
+        self._work: dict[str, float | None] | None = None
 
     def watch(self, store: RunStore, jobs: Iterable[dict]) -> None:
         self._store, self._jobs = store, list(jobs)
@@ -234,3 +270,7 @@ def _warnings_to(handle: io.TextIOBase) -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = previous
+
+
+if __name__ == "__main__":  # python -m bench.progress RUN: the ETA replayed on a finished run
+    print("\n".join(replay_eta(sys.argv[1])))

@@ -33,6 +33,13 @@ def test_a_kind_without_finished_jobs_is_scaled_from_the_others_by_its_work():
     assert eta == Eta(3.0 + 6.0, estimated=False)
 
 
+def test_a_job_without_a_work_estimate_never_sets_a_rate():
+    # preparing data and models (no tokens to count) took 10 s: that says nothing about the jobs left
+    assert estimate_remaining([("prepare", 10.0, None)], [("mlm", 1000.0), ("eval", 10.0)], workers=1) is None
+    eta = estimate_remaining([("prepare", 10.0, None), ("mlm", 4.0, 1000.0)], [("mlm", 1000.0), ("eval", 10.0)], workers=1)
+    assert eta == Eta(4.0 + 0.04, True)
+
+
 def _run(tmp_path, finished: int, total: int, kinds=("eval",)):
     store = RunStore(tmp_path)
     jobs = [{"id": f"j{i}", "kind": kinds[i * len(kinds) // total], "name": f"job/{i}", "deps": []} for i in range(total)]
@@ -65,7 +72,7 @@ def test_the_status_line_has_an_eta_from_the_first_finished_job(tmp_path):
     assert status_line(store, jobs, started=0.0, now=12.0).endswith("ETA ~30s"), "without estimates: every job alike"
     assert status_line(store, [], started=0.0, now=1.0) == "done 0/0 · running 0 · failed 0 · 1s elapsed · finished"
     empty, jobs = _run(tmp_path / "none", finished=0, total=2)
-    assert status_line(empty, jobs, started=0.0, now=1.0).endswith("ETA once the first job has finished")
+    assert status_line(empty, jobs, started=0.0, now=1.0).endswith("ETA pending")
 
 
 def test_job_costs_come_from_the_suite_the_run_keeps(tmp_path):
@@ -80,6 +87,7 @@ def test_job_costs_come_from_the_suite_the_run_keeps(tmp_path):
     assert set(costs) == {job.id for job in jobs}
     by_kind = {kind: [costs[j.id] for j in jobs if j.kind == kind] for kind in ("mlm", "task", "eval")}
     assert min(by_kind["mlm"]) > max(by_kind["eval"]) and min(by_kind["task"]) > max(by_kind["eval"]) > 0
+    assert all(costs[j.id] is None for j in jobs if j.kind == "prepare")
     assert job_costs(tmp_path / "missing") is None
 
 
