@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.suite import Suite
+from madx.adapters.config import REDUCTION_FACTORS
 from madx.tasks.registry import get_task
 from madx.variants import get_variant, mlm_variant
 
@@ -53,6 +54,15 @@ def _model_params(suite: Suite) -> dict[str, Any]:
     return {"model": suite.model}
 
 
+def _adapter_params(section: dict[str, Any], method: str) -> dict[str, Any]:
+    """The suite's ``adapters`` section in a job's parameters. A job of a method without adapters (full fine-tuning,
+    MLM-SRC / MLM-TRG) creates none, so only the sizes it always carried stay in its id: a change of how adapters
+    start (``init_weights``) does not re-run full-model jobs."""
+    if get_variant(method).uses_adapters:
+        return section
+    return {name: section[name] for name in REDUCTION_FACTORS if name in section}
+
+
 def build_graph(suite: Suite) -> list[Job]:
     """All jobs of ``suite`` in a dependency-respecting order."""
     jobs: dict[str, Job] = {}
@@ -68,7 +78,7 @@ def build_graph(suite: Suite) -> list[Job]:
 
     def mlm_settings(method: str) -> tuple[dict, dict]:
         hyper = suite.hyper(method)
-        return hyper["mlm"], hyper["adapters"]
+        return hyper["mlm"], _adapter_params(hyper["adapters"], method)
 
     def mlm_job(language: str, method: str) -> Job:
         """The MLM job ``method`` needs on ``language``. Methods of one MLM mode (MLM-SRC and MLM-TRG
@@ -108,7 +118,7 @@ def build_graph(suite: Suite) -> list[Job]:
                     if mode is not None:
                         deps.append(mlm_job(mlm_target if variant.full_model_mlm == "target" else source, method).id)
                     params = {**_model_params(suite), "task": task, "method": method, "source": source, "seed": seed,
-                              "hyper": hyper[task], "adapters": hyper["adapters"], "data": _task_data(suite, task),
+                              "hyper": hyper[task], "adapters": _adapter_params(hyper["adapters"], method), "data": _task_data(suite, task),
                               "mlm_target": mlm_target}
                     suffix = f"->{mlm_target}" if mlm_target else ""
                     task_job = add(Job.make("task", f"{task}/{source}{suffix}/{method}/seed{seed}", params, tuple(deps)))

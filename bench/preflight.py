@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 MLM_MIN_LENGTH = 3  # madx.data.mlm.build_mlm_dataset: a block holds <s>, one token and </s>
 TINY_PAD_ID = 1  # the tiny tokenizer's <pad> (madx.data.tokenizer.SPECIAL_TOKENS), passed to the config by prepare
 TINY_OWN_KEYS = ("arch", "vocab_size")  # read by the prepare job itself (vocab_size: the tokenizer's size)
+TASK_SETTINGS = ("epochs", "batch_size", "lr_adapters", "lr_full_model", "max_length")  # what bench.execute's task job reads
 ROBERTA_TYPES = ("xlm-roberta", "roberta")  # positions start after the padding index: pad_token_id + 1 + length
 
 
@@ -127,18 +128,19 @@ def model_config(suite: "Suite", source: str, check_paths: bool) -> dict[str, An
 
 
 def check_model(suite: "Suite", source: str, check_paths: bool) -> None:
+    """The settings every job reads, and what the jobs ask of the model where its config can be known offline."""
     config = model_config(suite, source, check_paths)
-    if config is None:
-        return
-    from madx.inject.spec import spec_for_model_type
+    if config is not None:
+        from madx.inject.spec import spec_for_model_type
 
-    field = "model.tiny.arch" if "tiny" in suite.model else f"model = {suite.model['name_or_path']}"
-    try:
-        spec_for_model_type(config["model_type"])
-    except ValueError as error:
-        raise _error(f"{source}: {field}: {error}") from None
-    _check_lengths(suite, config, source)
-    _check_adapters(suite, config, source)
+        field = "model.tiny.arch" if "tiny" in suite.model else f"model = {suite.model['name_or_path']}"
+        try:
+            spec_for_model_type(config["model_type"])
+        except ValueError as error:
+            raise _error(f"{source}: {field}: {error}") from None
+    _check_lengths(suite, config or {}, source)
+    if config is not None:
+        _check_adapters(suite, config, source)
 
 
 def _where(suite: "Suite", method: str, section: str, key: str) -> str:
@@ -150,12 +152,16 @@ def _where(suite: "Suite", method: str, section: str, key: str) -> str:
 
 def _check_lengths(suite: "Suite", config: dict, source: str) -> None:
     positions = config.get("max_position_embeddings")
-    offset = config.get("pad_token_id", 1) + 1 if config["model_type"] in ROBERTA_TYPES else 0
+    offset = config.get("pad_token_id", 1) + 1 if config.get("model_type") in ROBERTA_TYPES else 0
     model = "model.tiny" if "tiny" in suite.model else f"model {suite.model['name_or_path']}"
     for task in suite.tasks:
         spec = get_task(task)
         for method in suite.methods[task]:
             hyper = suite.hyper(method)
+            missing = [key for key in TASK_SETTINGS if key not in hyper[task]]
+            if missing:  # a registered task whose spec's hyperparameters lack what the task job reads
+                raise _error(f"{source}: hyperparameters.{task}.{missing[0]} is missing (task {task}'s spec gives no default; add one "
+                             f"to its TaskSpec.hyperparameters: the task job reads {', '.join(TASK_SETTINGS)})")
             lengths = [(task, "max_length", hyper[task]["max_length"], spec.min_length)]
             if get_variant(method).needs_language_mlm:
                 lengths.append(("mlm", "max_seq_length", hyper["mlm"]["max_seq_length"], MLM_MIN_LENGTH))
@@ -177,7 +183,11 @@ def _check_adapters(suite: "Suite", config: dict, source: str) -> None:
             variant = get_variant(method)
             if not variant.uses_adapters:
                 continue
-            adapters = variant.adapter_config(AdapterConfig.from_dict(suite.hyper(method)["adapters"]))
+            try:
+                adapters = variant.adapter_config(AdapterConfig.from_dict(suite.hyper(method)["adapters"]))
+            except ValueError as error:
+                where = "overrides." + method if "adapters" in (suite.overrides.get(method) or {}) else "hyperparameters"
+                raise _error(f"{source}: {where}.adapters: {error}") from None
             sizes = [("task_reduction_factor", adapters.task_size)]
             if variant.language_adapters:
                 sizes.append(("language_reduction_factor", adapters.language_size))

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from madx.adapters.config import AdapterConfig
+from madx.adapters.config import INITS, AdapterConfig
 from madx.data.languages import get_language
 from madx.recipes import suite_defaults
 from madx.runtime import COMPILE, MIXED_PRECISION
@@ -181,6 +181,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "runtime.mixed_precision": MIXED_PRECISION,
     "runtime.compile": (*COMPILE, True, False),
     "runtime.zero_stage": (1, 2),
+    "adapters.init_weights": INITS,
 }
 TOP_LEVEL_KEYS = ("name", "model", "data", "tasks", "seeds", "mlm_trg_seeds", "hyperparameters", "overrides", "notes")
 SYNTHETIC_SIZES = ("ner_train", "ner_dev", "ner_test", "text_lines", "qa_train", "qa_eval")

@@ -142,8 +142,20 @@ def test_an_override_of_mlm_src_mlm_settings_gets_its_own_mlm_job(tmp_path):
 
 
 def test_job_ids_of_shipped_suites_did_not_change():
-    """Existing run directories must resume: the registry/adapter-config refactor kept every job id."""
+    """Existing run directories resume while what the jobs compute is unchanged: the registry/adapter-config
+    refactor and the settings table (madx.recipes) kept every job id. The adapters' initialisation did change
+    (AdapterConfig.init_weights: AdapterHub's N(0, 0.02) by default instead of a zero up-projection), so every job
+    with adapters has a new id (the old one is the same job without that setting), and no full-model job has."""
+    from bench.graph import Job
+
     jobs = build_graph(load_suite("smoke"))
-    by_name = {j.name: j.id for j in jobs}
+    by_name = {j.name: j for j in jobs}
     assert len(jobs) == 138  # 100 before MAD-X 2.0 was added; those 100 kept their ids
-    assert by_name["mlm/qu/adapter+inv"] == "a884532194734b8718e7"  # the id before the refactor
+    # jobs without adapters: the ids they had before the refactor
+    assert {name: by_name[name].id for name in ("prepare", "mlm/qu/full", "ner/en/full-ft/seed1", "eval/ner/en->qu/mlm-src/seed1")} == {
+        "prepare": "b90394c59623435c205b", "mlm/qu/full": "556ec0fb4610e0f3375b", "ner/en/full-ft/seed1": "9453072ab93081eb203b",
+        "eval/ner/en->qu/mlm-src/seed1": "2dd8a25ea061c89997d8"}
+    job = by_name["mlm/qu/adapter+inv"]
+    assert job.id == "52c2e6cb767fe812234a" and job.params["adapters"]["init_weights"] == "adapterhub"
+    before = {**job.params, "adapters": {k: v for k, v in job.params["adapters"].items() if k != "init_weights"}}
+    assert Job.make(job.kind, job.name, before, job.deps).id == "a884532194734b8718e7"  # the id before the refactor

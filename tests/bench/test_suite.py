@@ -146,6 +146,8 @@ SYNTHETIC_CANNOT_RUN = [
     # adapters: "language_reduction_factor=3 must divide the size 32" in the MLM job
     ({"hyperparameters__adapters": {"language_reduction_factor": 3}}, r"hyperparameters.adapters.language_reduction_factor: .*must divide the size 32"),
     ({"hyperparameters__adapters": {"task_reduction_factor": 64}}, r"hyperparameters.adapters.task_reduction_factor: .*must divide"),
+    # the MLM job: "AdapterConfig.init_weights must be one of 'adapterhub', 'identity'"
+    ({"hyperparameters__adapters": {"init_weights": "zeros"}}, r"hyperparameters.adapters.init_weights must be one of adapterhub, identity"),
     # MAD-X 2.0 on a one-layer model leaves every layer without adapters
     ({"model__tiny__num_hidden_layers": 1}, r"method madx2: leave_out \[-1\] leaves all 1 layers without adapters"),
     # the prepare job reads model.tiny: KeyError 'tiny'
@@ -320,3 +322,23 @@ def test_a_data_folder_one_level_too_high_names_languages_not_folders(tmp_path, 
     assert "rahimi-original-en" not in message.split("; its subfolder")[0]  # a folder is not a language
     assert f"task ner, train for en: no file under data.wikiann = {wikiann}; languages with a train file there: none" in message
     assert f"its subfolder {wikiann / 'rahimi-xtreme'} has it: set data.wikiann to that folder (in a copy of this shipped suite)" in message
+
+
+def test_a_registered_task_without_a_setting_the_task_job_reads_fails_validation(tmp_path):
+    """bench.execute reads hyper["max_length"]: a task spec without a default fails in its first task job."""
+    import dataclasses
+
+    from madx.tasks.registry import get_task, register_task, unregister_task
+
+    ner = get_task("ner")
+    register_task(dataclasses.replace(ner, name="ner-nomax", hyperparameters={
+        k: v for k, v in ner.hyperparameters.items() if k != "max_length"}))
+    try:
+        suite = files_base(tmp_path)
+        suite["tasks"] = {"ner-nomax": suite["tasks"]["ner"]}
+        path = write(tmp_path, suite)
+        with pytest.raises(SuiteError, match=r"hyperparameters.ner-nomax.max_length is missing \(task ner-nomax's spec gives "
+                                             r"no default; add one to its TaskSpec.hyperparameters"):
+            load_suite(str(path))
+    finally:
+        unregister_task("ner-nomax")
