@@ -3,14 +3,24 @@
 Corpus -> blocks. Each line of a text file is one document (blank lines skipped). Documents
 are tokenised without special tokens, concatenated with ``</s>`` after each one (RoBERTa's
 FULL-SENTENCES packing), and cut into blocks of exactly ``max_seq_length`` tokens:
-``<s>`` + ``max_seq_length - 2`` corpus tokens + ``</s>``. No block is padded; the tokens left
-over at the end of each map batch (fewer than one block) are dropped, as in transformers'
-``run_mlm.py``.
+``<s>`` + ``max_seq_length - 2`` corpus tokens + ``</s>``. No block is padded; documents are
+packed in batches of ``batch_size`` documents and the tokens left over at the end of each batch
+(fewer than one block) are dropped, as in transformers' ``run_mlm.py`` (whose ``datasets.map``
+batches this reproduces: the blocks are those of one process mapping the corpus in batches).
 
-The blocks are cached on disk by ``datasets``: the cache file's name is a hash of the tokenizer
-(its full serialisation), the corpus content (file bytes, or a hub dataset's fingerprint) and
-every setting that changes the result, so a second run with the same inputs reads the blocks
-back instead of re-tokenising, and any change produces a new file.
+No corpus is held in memory. The text files are read range by range (``madx.data.corpus``),
+tokenised in several processes when the corpus is large (``num_proc``; the blocks do not depend
+on it), and the blocks are written as they come to an Arrow file that ``datasets`` memory-maps:
+peak memory is a few ranges and one batch of documents, whatever the corpus size.
+
+The cache: the blocks' file name is a hash of the tokenizer (its full serialisation), the corpus
+content and every setting that changes the result; any change gives a new file. A text file's
+content hash is computed once, in the pass that also checks the file (UTF-8, not WikiANN TSV or
+JSON, not blank), and recorded in ``<cache_dir>/sources/`` under the file's identity (device,
+inode, size, modification time in ns). A later call that finds the same identity takes the
+recorded hash and opens the cached blocks without reading the corpus. A record is trusted only
+when the file had not been modified within ``RACY_NS`` of the hashing (git's "racily clean" rule:
+an edit in the same timestamp tick, same size, would otherwise go unseen).
 
 Masking (``MaskedLMCollator``): BERT's recipe, 15% of the non-special tokens are chosen; of
 those 80% become ``<mask>``, 10% a random token, 10% stay. It is written here rather than reusing
@@ -25,70 +35,44 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import multiprocessing
+import os
+import pickle
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import pyarrow as pa
 import torch
 
-from madx.data.checks import BOM, TextFileError, check_file, check_int, check_real, first_problem, not_text_error
+from madx.atomic import atomic_write, atomic_write_json
+from madx.data.checks import check_file, check_int, check_real
+from madx.data.corpus import (EXPECTED, as_paths, byte_ranges, init_worker, inspect_text_file, iter_documents,
+                              read_text_files, text_error, tokenize_documents, tokenize_range)
 
 log = logging.getLogger(__name__)
 
+__all__ = ["MaskedLMCollator", "build_mlm_dataset", "iter_documents", "load_text_corpus", "load_text_hub",
+           "read_text_files", "tokenizer_fingerprint"]
+
 _List = getattr(datasets, "List", None) or datasets.Sequence  # datasets>=4 has List; 3.x only Sequence
-_CHUNKER_VERSION = "1"  # bump when _chunk_batch's output changes, so old caches are not reused
-_HASH_CHUNK = 1 << 20
-
-
-def _read_lines(path: Path) -> list[str]:
-    """The non-blank lines of one UTF-8 file, stripped; a byte-order mark at the start of a line
-    (a file saved with one, or files concatenated from such) is dropped."""
-    check_file(path, "text file (UTF-8, one document per line)")
-    out: list[str] = []
-    bad = False
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                s = line.strip()
-                if s and s[0] == BOM:
-                    s = s[1:].strip()
-                if "\x00" in s:  # binary, or UTF-16 without a byte-order mark
-                    bad = True
-                    break
-                if s:
-                    out.append(s)
-    except UnicodeDecodeError:
-        bad = True
-    if bad:  # the text decoder's offsets are per chunk: scan the bytes again for line and file offset
-        with open(path, "rb") as f:
-            head = f.read(1024)
-            f.seek(0)
-            problem = first_problem(f)
-        if problem is None:  # cannot happen: the byte scan applies the same rules as the text read
-            raise TextFileError(f"{path}: not UTF-8 text") from None
-        raise not_text_error(path, problem, head, TextFileError) from None
-    return out
-
-
-def read_text_files(paths: str | Path | Sequence[str | Path]) -> list[str]:
-    """All non-blank lines of the given UTF-8 files, stripped, in order.
-
-    Raises TextFileError (a ValueError) naming file:line and the byte offset for bytes that are
-    not UTF-8 or a NUL byte, with a hint (e.g. re-encode as UTF-8); FileNotFoundError or
-    IsADirectoryError naming a path that is not a file.
-    """
-    out: list[str] = []
-    for p in _as_paths(paths):
-        out.extend(_read_lines(p))
-    return out
+BLOCKS_FORMAT = "2"  # bump when the blocks written change, so old caches are not reused
+FEATURES = datasets.Features({"input_ids": _List(datasets.Value("int32"))})
+RACY_NS = 2_000_000_000  # a source record made within this of the file's mtime is re-checked next time
+PARALLEL_MIN_BYTES = 64 << 20  # below this, worker start-up (about a second each) costs more than it saves
+MAX_AUTO_PROCESSES = 8
+DATASET_ROWS = 10_000  # rows of a Dataset source tokenised per call
 
 
 def load_text_corpus(paths: str | Path | Sequence[str | Path]) -> datasets.Dataset:
-    """Plain text files (one document per line) as a Dataset with one ``text`` column."""
+    """Plain text files (one document per line) as an in-memory Dataset with one ``text`` column
+    (small corpora; ``build_mlm_dataset`` streams the files instead)."""
     lines = read_text_files(paths)
     if not lines:
-        names = [str(p) for p in _as_paths(paths)]
+        names = [str(p) for p in as_paths(paths)]
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise ValueError(f"no text in {shown}: every line is blank")
     return datasets.Dataset.from_dict({"text": lines}, features=datasets.Features({"text": datasets.Value("string")}))
@@ -118,16 +102,28 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return h.hexdigest()
 
 
-def _as_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    if isinstance(paths, (str, Path)):
-        return [Path(paths)]
-    out = [Path(p) for p in paths]
-    if not out:
-        raise ValueError("no corpus files given (an empty list of paths)")
-    return out
+def file_record(path: Path, cache_dir: Path) -> dict[str, Any]:
+    """A corpus file's identity, ``sha256`` and ``has_text``: recorded under ``cache_dir/sources``
+    by the file's identity, or computed by ``inspect_text_file`` (which checks the file) and recorded."""
+    st = check_file(path, f"text file ({EXPECTED})").stat()
+    where = str(path.resolve())
+    identity = {"path": where, "dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    record = cache_dir / "sources" / f"{hashlib.sha256(where.encode()).hexdigest()[:32]}.json"
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = None
+    if (isinstance(known, dict) and all(known.get(k) == v for k, v in identity.items())
+            and known.get("hashed_at_ns", 0) - st.st_mtime_ns > RACY_NS and isinstance(known.get("sha256"), str)):
+        return known
+    hashed_at = time.time_ns()  # before reading: an edit during the read makes the mtime later than this
+    digest, has_text = inspect_text_file(path)
+    known = {**identity, "sha256": digest, "has_text": has_text, "hashed_at_ns": hashed_at}
+    atomic_write_json(record, known)
+    return known
 
 
-def _content_fingerprint(source: Any) -> str:
+def _content_fingerprint(source: Any, cache_dir: Path) -> str:
     h = hashlib.sha256()
     if isinstance(source, datasets.Dataset):
         if source.cache_files:  # backed by arrow files (hub, load_from_disk): fingerprint is stable
@@ -137,25 +133,85 @@ def _content_fingerprint(source: Any) -> str:
                 h.update(t.encode("utf-8"))
                 h.update(b"\n")
         return h.hexdigest()
-    for p in _as_paths(source):
-        h.update(b"file\x00")
-        with open(p, "rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                h.update(chunk)
+    records = [file_record(p, cache_dir) for p in source]
+    if not any(r.get("has_text") for r in records):
+        shown = ", ".join(map(str, source[:3])) + (f" and {len(source) - 3} more" if len(source) > 3 else "")
+        raise ValueError(f"no text in {shown}: every line is blank")
+    for r in records:
+        h.update(b"file\x00" + r["sha256"].encode())
     return h.hexdigest()
 
 
-def _chunk_batch(batch: dict, tokenizer: Any, block: int, separate_documents: bool) -> dict:
-    docs = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]
-    stream: list[int] = []
-    for ids in docs:
-        stream.extend(ids)
-        if separate_documents and ids:
-            stream.append(tokenizer.sep_token_id)
-    body = block - 2
-    n = len(stream) // body
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return {"input_ids": [[cls, *stream[i * body : (i + 1) * body], sep] for i in range(n)]}
+class _BlockCutter:
+    """Pieces of the token stream in, blocks out: ``add(ids, lengths)`` takes the next documents
+    (their ids concatenated, and each one's length); every ``batch_size`` documents the batch's
+    stream is cut into blocks of ``block`` (``<s>`` + block - 2 ids + ``</s>``), the rest dropped."""
+
+    def __init__(self, write, block: int, batch_size: int, cls: int, sep: int):
+        self.write, self.block, self.batch_size, self.cls, self.sep = write, block, batch_size, cls, sep
+        self.parts: list[np.ndarray] = []
+        self.in_batch = 0
+        self.documents = self.blocks = self.tokens = 0
+
+    def add(self, ids: np.ndarray, lengths: np.ndarray) -> None:
+        self.documents += len(lengths)
+        self.tokens += len(ids)
+        doc = tok = 0
+        while doc < len(lengths):
+            take = min(self.batch_size - self.in_batch, len(lengths) - doc)
+            n = int(lengths[doc : doc + take].sum())
+            self.parts.append(ids[tok : tok + n])
+            doc, tok, self.in_batch = doc + take, tok + n, self.in_batch + take
+            if self.in_batch == self.batch_size:
+                self.cut()
+
+    def cut(self) -> None:
+        stream = np.concatenate(self.parts) if self.parts else np.zeros(0, np.int32)
+        self.parts, self.in_batch = [], 0
+        body = self.block - 2
+        n = len(stream) // body
+        if n == 0:
+            return
+        blocks = np.empty((n, self.block), dtype=np.int32)  # (n, T)
+        blocks[:, 0], blocks[:, -1] = self.cls, self.sep
+        blocks[:, 1:-1] = stream[: n * body].reshape(n, body)
+        offsets = np.arange(0, (n + 1) * self.block, self.block, dtype=np.int32)
+        self.write(pa.table({"input_ids": pa.ListArray.from_arrays(offsets, blocks.reshape(-1))}))
+        self.blocks += n
+
+
+def _processes(num_proc: int | None, total_bytes: int, tasks: int) -> int:
+    if num_proc is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        num_proc = min(cpus, MAX_AUTO_PROCESSES) if total_bytes >= PARALLEL_MIN_BYTES else 1
+    return max(1, min(num_proc, tasks))
+
+
+def _file_pieces(paths: list[Path], tokenizer: Any, separate_documents: bool, num_proc: int | None) -> Iterator[tuple]:
+    """(ids, lengths) per byte range of the files, in order; tokenised in worker processes when
+    there are several (spawned: a forked child of a process that used the tokenizer's threads may hang)."""
+    tasks = [(str(p), start, end, separate_documents) for p in paths for start, end in byte_ranges(p)]
+    processes = _processes(num_proc, sum(p.stat().st_size for p in paths), len(tasks))
+    log.info("tokenising %d ranges of %s in %d process(es)", len(tasks), ", ".join(map(str, paths)), processes)
+    if processes == 1:
+        results: Iterable = (tokenize_range(task, tokenizer) for task in tasks)
+        yield from _checked(tasks, results)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes, initializer=init_worker, initargs=(pickle.dumps(tokenizer),)) as pool:
+        yield from _checked(tasks, pool.imap(tokenize_range, tasks))
+
+
+def _checked(tasks: list[tuple], results: Iterable) -> Iterator[tuple]:
+    for task, result in zip(tasks, results):
+        if result is None:  # the file changed since it was checked, or a recorded check was wrong
+            raise text_error(Path(task[0]))
+        yield result
+
+
+def _dataset_pieces(source: datasets.Dataset, tokenizer: Any, separate_documents: bool) -> Iterator[tuple]:
+    for start in range(0, len(source), DATASET_ROWS):
+        yield tokenize_documents(source[start : start + DATASET_ROWS]["text"], tokenizer, separate_documents)
 
 
 def build_mlm_dataset(
@@ -169,12 +225,18 @@ def build_mlm_dataset(
     num_proc: int | None = None,
     load_from_cache: bool = True,
 ) -> datasets.Dataset:
-    """Tokenise a corpus into fixed blocks of ``max_seq_length`` ids (column ``input_ids``).
+    """Tokenise a corpus into fixed blocks of ``max_seq_length`` ids (column ``input_ids``), a
+    memory-mapped Dataset.
 
     source: a text file, a list of them, or a Dataset with a ``text`` column (``load_text_hub``).
     cache_dir: where the blocks are cached (default ``<datasets cache>/madx_mlm``).
-    batch_size: documents per map batch; the remainder (< one block) of each batch is dropped.
-    Raises ValueError when the corpus is too small for a single block.
+    batch_size: documents per packing batch; the remainder (< one block) of each batch is dropped.
+    num_proc: tokenising processes for text files (default: the CPUs available, at most
+        ``MAX_AUTO_PROCESSES``, for corpora of ``PARALLEL_MIN_BYTES`` or more; else one). The
+        blocks are the same for any value.
+    Raises ValueError when the corpus is too small for a single block; TextFileError (a
+    ValueError) naming a file that is not UTF-8 text or looks like WikiANN TSV or JSON, before
+    anything is written.
     """
     check_int("max_seq_length", max_seq_length)
     if max_seq_length < 3:
@@ -183,45 +245,67 @@ def build_mlm_dataset(
     check_int("num_proc", num_proc, minimum=1, allow_none=True)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError("the tokenizer needs cls (<s>) and sep (</s>) tokens to frame blocks")
-    if isinstance(source, datasets.Dataset) and "text" not in source.column_names:
+    is_dataset = isinstance(source, datasets.Dataset)
+    if is_dataset and "text" not in source.column_names:
         raise ValueError(f"the corpus dataset needs a 'text' column; it has {source.column_names}")
-    # Read (and so validate) the files before hashing them: a bad file is named, never cached.
-    texts = source if isinstance(source, datasets.Dataset) else load_text_corpus(source)
-    settings = {
-        "chunker": _CHUNKER_VERSION,
-        "max_seq_length": max_seq_length,
-        "separate_documents": separate_documents,
-        "batch_size": batch_size,
-        "num_proc": num_proc or 1,
-    }
-    key = hashlib.sha256(
-        "\x00".join(
-            [tokenizer_fingerprint(tokenizer), _content_fingerprint(source), json.dumps(settings, sort_keys=True)]
-        ).encode()
-    ).hexdigest()[:32]
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE) / "madx_mlm"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = None if is_dataset else [Path(p) for p in as_paths(source)]
+    settings = {"blocks": BLOCKS_FORMAT, "max_seq_length": max_seq_length, "separate_documents": separate_documents,
+                "batch_size": batch_size}
+    # Each file is checked (and hashed) before anything is written; later calls find its record.
+    content = _content_fingerprint(source if is_dataset else paths, cache_dir)
+    key = hashlib.sha256(
+        "\x00".join([tokenizer_fingerprint(tokenizer), content, json.dumps(settings, sort_keys=True)]).encode()
+    ).hexdigest()[:32]
     cache_file = cache_dir / f"mlm-{key}.arrow"
+    if load_from_cache and cache_file.is_file():
+        return datasets.Dataset.from_file(str(cache_file))
 
-    blocks = texts.map(
-        _chunk_batch,
-        batched=True,
-        batch_size=batch_size,
-        remove_columns=texts.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "block": max_seq_length, "separate_documents": separate_documents},
-        features=datasets.Features({"input_ids": _List(datasets.Value("int32"))}),
-        cache_file_name=str(cache_file),
-        new_fingerprint=key,
-        load_from_cache_file=load_from_cache,
-        num_proc=num_proc,
-        desc=f"tokenise+chunk into blocks of {max_seq_length}",
-    )
-    if len(blocks) == 0:
-        raise ValueError(
-            f"the corpus gives no full block of {max_seq_length} tokens ({len(texts)} documents); "
-            f"lower max_seq_length or add text"
-        )
-    return blocks
+    started = time.perf_counter()
+    pieces = (_dataset_pieces(source, tokenizer, separate_documents) if is_dataset
+              else _file_pieces(paths, tokenizer, separate_documents, num_proc))
+    stats: dict[str, int] = {}
+
+    def write(tmp: str) -> None:
+        with datasets.arrow_writer.ArrowWriter(features=FEATURES, path=tmp) as writer:
+            cutter = _BlockCutter(writer.write_table, max_seq_length, batch_size, tokenizer.cls_token_id,
+                                  tokenizer.sep_token_id)
+            for ids, lengths in pieces:
+                cutter.add(ids, lengths)
+            cutter.cut()  # the last, partial batch
+            if cutter.blocks == 0:
+                raise ValueError(f"the corpus gives no full block of {max_seq_length} tokens ({cutter.documents} "
+                                 f"documents); lower max_seq_length or add text")
+            writer.finalize()
+        stats.update(documents=cutter.documents, tokens=cutter.tokens, blocks=cutter.blocks)
+
+    atomic_write(cache_file, write)
+    seconds = time.perf_counter() - started
+    log.info("%s: %d documents, %d tokens, %d blocks of %d in %.1f s (%.0f tokens/s)", cache_file, stats["documents"],
+             stats["tokens"], stats["blocks"], max_seq_length, seconds, stats["tokens"] / max(seconds, 1e-9))
+    return datasets.Dataset.from_file(str(cache_file))
+
+
+def _reference(source: str | Path | Sequence[str | Path], tokenizer: Any, max_seq_length: int = 256, *,
+               cache_file: str | Path, separate_documents: bool = True, batch_size: int = 10_000) -> datasets.Dataset:
+    """The blocks as the implementation before streaming made them (every line in a Python list, an
+    in-memory Dataset, one ``datasets.map`` process in batches of ``batch_size`` writing ``cache_file``):
+    the oracle ``build_mlm_dataset`` is tested against and the benchmark's "before". Memory: the corpus, many times."""
+    lines = read_text_files(source)
+    texts = datasets.Dataset.from_dict({"text": lines}, features=datasets.Features({"text": datasets.Value("string")}))
+    cls, sep, body = tokenizer.cls_token_id, tokenizer.sep_token_id, max_seq_length - 2
+
+    def chunk(batch: dict) -> dict:
+        docs = tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]
+        stream: list[int] = []
+        for ids in docs:
+            stream.extend(ids)
+            if separate_documents and ids:
+                stream.append(sep)
+        return {"input_ids": [[cls, *stream[i * body : (i + 1) * body], sep] for i in range(len(stream) // body)]}
+
+    return texts.map(chunk, batched=True, batch_size=batch_size, remove_columns=["text"], features=FEATURES,
+                     cache_file_name=str(cache_file), load_from_cache_file=False)
 
 
 class MaskedLMCollator:

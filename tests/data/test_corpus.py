@@ -7,7 +7,8 @@ import json
 import pytest
 
 from madx.cli import main
-from madx.data.corpus import build_mlm_corpus
+from madx.data.checks import TextFileError
+from madx.data.corpus import build_mlm_corpus, check_corpus_files
 from madx.data.mlm import read_text_files
 
 
@@ -90,3 +91,71 @@ def test_a_language_whose_every_line_is_a_test_sentence_is_missing_not_silently_
     assert manifest["missing"] == ["gn"] and manifest["languages"]["gn"]["excluded_lines"] == 2
     assert not (tmp_path / "out" / "gn.txt").exists()
     assert "gn: no line left after 0 duplicates and 2 lines with a WikiANN test sentence were dropped" in lines[-1]
+
+
+# --- a corpus file must be text, one document per line: WikiANN TSV and JSON are refused by the reader ---
+
+XQUAD_LIKE = '{"data": [{"title": "Tupac", "paragraphs": [{"context": "Tupac Amaru was born in Tinta.", "qas": []}]}]}'
+
+
+@pytest.fixture
+def wrong_files(tmp_path):
+    xtreme, rahimi = tmp_path / "train-qu.tsv", tmp_path / "rahimi-qu.tsv"
+    write_wikiann(xtreme, ["Qusqu llaqta", "Lima llaqta"])
+    rahimi.write_text("qu:Qusqu\tB-LOC\nqu:llaqta\tO\n\nqu:Lima\tB-LOC\n", encoding="utf-8")
+    pretty = tmp_path / "squad.json"
+    pretty.write_text(json.dumps(json.loads(XQUAD_LIKE), indent=1), encoding="utf-8")
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text('{"text": "Allin p\'unchaw"}\n{"text": "qhichwa simi"}\n', encoding="utf-8")
+    xquad = tmp_path / "xquad.en.json"
+    xquad.write_bytes(b"\xef\xbb\xbf" + XQUAD_LIKE.encode())
+    return {"wikiann": [xtreme, rahimi], "json": [pretty, jsonl, xquad]}
+
+
+def test_wikiann_tsv_and_json_are_refused_naming_the_file_and_what_was_expected(wrong_files):
+    for kind, paths in wrong_files.items():
+        for path in paths:
+            with pytest.raises(TextFileError) as e:
+                read_text_files([path])
+            msg = str(e.value)
+            assert msg.startswith(f"{path}: looks like {'WikiANN NER data' if kind == 'wikiann' else 'JSON'}"), msg
+            assert "expected plain UTF-8 text, one document per line" in msg and len(msg) < 400 + len(str(path))
+
+
+def test_text_that_merely_has_tabs_or_brackets_is_text(tmp_path):
+    p = tmp_path / "qu.txt"
+    lines = ["[1] Qusqu llaqta", "Tinta\tO", "Lima\tllaqta", "{Puno} llaqta", "O", "B-LOC"]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert read_text_files(p) == lines  # one tagged-looking line among others is not a WikiANN file
+
+
+def test_every_caller_gets_the_check(wrong_files, tmp_path):
+    from madx.data.mlm import build_mlm_dataset
+    from madx.data.tokenizer import build_tiny_tokenizer, synthetic_corpus
+
+    tok = build_tiny_tokenizer(synthetic_corpus("qu", 100), vocab_size=100)
+    tsv, xquad = wrong_files["wikiann"][0], wrong_files["json"][2]
+    with pytest.raises(TextFileError, match=rf"^{tsv}: looks like WikiANN"):
+        build_mlm_dataset(tsv, tok, 16, cache_dir=tmp_path / "cache")
+    with pytest.raises(TextFileError, match=rf"^{xquad}: looks like JSON"):
+        build_mlm_dataset([xquad], tok, 16, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(TextFileError, match=rf"^{tsv}: looks like WikiANN"):
+        check_corpus_files([tsv])
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "qu.txt").write_bytes(tsv.read_bytes())
+    with pytest.raises(TextFileError, match=r"qu\.txt: looks like WikiANN"):
+        build_mlm_corpus(tmp_path / "out", ["qu"], text_dir=text)
+
+
+def test_train_lang_refuses_a_wikiann_or_json_text(wrong_files, tmp_path, capsys):
+    from tests.commands.tiny import make_tiny
+
+    model = make_tiny(tmp_path)
+    for path in (wrong_files["wikiann"][0], wrong_files["json"][2]):
+        status = main(["train-lang", "--model", str(model), "--language", "qu", "--text", str(path),
+                       "--out", str(tmp_path / f"adapter-{path.stem}"), "--steps", "1", "--batch-size", "2"])
+        err = capsys.readouterr().err
+        assert status == 2, err
+        assert str(path) in err and "expected plain UTF-8 text, one document per line" in err, err

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
 
+from madx.data import corpus as textfiles
 from madx.data import mlm
 from madx.data.checks import TextFileError
 from madx.data.mlm import MaskedLMCollator, build_mlm_dataset, load_text_corpus, read_text_files
@@ -66,7 +70,7 @@ def test_second_call_is_a_cache_hit(corpus, tok, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("re-tokenised although the cache should have been used")
 
-    monkeypatch.setattr(mlm, "_chunk_batch", boom)
+    monkeypatch.setattr(mlm, "tokenize_range", boom)
     second = build_mlm_dataset(p, tok, 32, cache_dir=cache)
     assert second["input_ids"] == first["input_ids"]
     assert second.cache_files[0]["filename"] == str(files[0])
@@ -263,6 +267,8 @@ def test_build_mlm_dataset_names_a_bad_file_and_caches_nothing(tok, tmp_path):
     assert not (tmp_path / "cache").exists()  # the files are read before anything is hashed or written
     with pytest.raises(IsADirectoryError, match="is a directory"):
         build_mlm_dataset(tmp_path, tok, 16, cache_dir=tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match=r"qu2\.txt: no such text file \(plain UTF-8 text, one document per line\)"):
+        build_mlm_dataset(tmp_path / "qu2.txt", tok, 16, cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize(
@@ -304,3 +310,132 @@ def test_build_mlm_dataset_number_checks(tok, tmp_path, kwargs, error, match):
 def test_collator_number_checks(tok, kwargs, error, match):
     with pytest.raises(error, match=match):
         MaskedLMCollator(tok, **kwargs)
+
+
+# --- corpora of any size: streamed, cached by file identity, several processes, same blocks as before ---
+
+
+@pytest.fixture
+def messy_corpus(tmp_path):
+    """Two files with what the reader must keep exactly as before: CRLF and CR line ends, blank and
+    whitespace-only lines, byte-order marks, surrounding whitespace, documents with no token."""
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    lines = synthetic_corpus("qu", 700, seed=3)
+    body = "\r\n".join(lines[:300]) + "\r\n\r\n  \n" + "\r".join(lines[300:400]) + "\n\ufeff  " + "\n".join(lines[400:])
+    a.write_bytes(("\ufeff" + body + "\n\u3000\n").encode())
+    b.write_text("\n".join(" ".join(lines[i : i + 3]) for i in range(0, 600, 3)) + "\n", encoding="utf-8")
+    return [a, b]
+
+
+@pytest.mark.parametrize("max_seq_length, batch_size, separate", [(32, 10_000, True), (16, 37, True), (24, 50, False)])
+def test_blocks_equal_the_implementation_before_streaming(messy_corpus, tok, tmp_path, max_seq_length, batch_size, separate):
+    """The same blocks in the same order as the reference (every line in a list, one datasets.map
+    process), so the results of jobs run before are unchanged."""
+    want = mlm._reference(messy_corpus, tok, max_seq_length, cache_file=tmp_path / "ref.arrow",
+                          separate_documents=separate, batch_size=batch_size)["input_ids"]
+    got = build_mlm_dataset(messy_corpus, tok, max_seq_length, cache_dir=tmp_path / "cache",
+                            separate_documents=separate, batch_size=batch_size)
+    assert len(want) > 50 and got["input_ids"] == want
+
+
+def test_blocks_do_not_depend_on_the_number_of_processes(messy_corpus, tok, tmp_path, monkeypatch):
+    """Byte ranges of ~2 KB tokenised by 1 or 2 worker processes: the reference's blocks every time
+    (datasets' num_proc shards would drop a remainder at each shard's edge instead)."""
+    monkeypatch.setattr(textfiles, "READ_CHUNK_BYTES", 2048)
+    want = mlm._reference(messy_corpus, tok, 16, cache_file=tmp_path / "ref.arrow", batch_size=400)["input_ids"]
+    assert len(textfiles.byte_ranges(messy_corpus[0])) > 10
+    for n in (1, 2):
+        got = build_mlm_dataset(messy_corpus, tok, 16, cache_dir=tmp_path / f"cache-{n}", batch_size=400, num_proc=n)
+        assert got["input_ids"] == want, f"num_proc={n}"
+
+
+def test_the_build_streams_the_corpus(tok, tmp_path, monkeypatch):
+    """No list of every line, no in-memory dataset: the text is read range by range, and the blocks
+    come back memory-mapped from the cache file."""
+    p = tmp_path / "qu.txt"
+    p.write_text("\n".join(synthetic_corpus("qu", 3000, seed=4)) + "\n", encoding="utf-8")
+    monkeypatch.setattr(textfiles, "READ_CHUNK_BYTES", 8192)
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the whole corpus was read into memory")
+
+    for name in ("read_text_files", "load_text_corpus"):
+        monkeypatch.setattr(mlm, name, whole)
+    monkeypatch.setattr(datasets.Dataset, "from_dict", whole)
+    read = []
+    documents_in = textfiles.documents_in
+    monkeypatch.setattr(textfiles, "documents_in", lambda path, start, end: read.append(end - start) or documents_in(path, start, end))
+    blocks = build_mlm_dataset(p, tok, 32, cache_dir=tmp_path / "cache")
+    assert sum(read) == p.stat().st_size and len(read) > 10 and max(read) < 8192 + 200
+    assert isinstance(blocks.data, datasets.table.MemoryMappedTable)
+    assert blocks.cache_files == [{"filename": str(next((tmp_path / "cache").glob("mlm-*.arrow")))}]
+
+
+def _age(path: Path, seconds: float = 60.0) -> None:
+    """Make the file look written ``seconds`` ago (a corpus fetched earlier, not just now)."""
+    t = path.stat().st_mtime_ns - int(seconds * 1e9)
+    os.utime(path, ns=(t, t))
+
+
+def _same_size_edit(data: bytes) -> bytes:
+    first, rest = data.split(b"\n", 1)
+    return first[::-1] + b"\n" + rest  # the first document written backwards (ASCII text)
+
+
+def test_a_cached_call_does_not_read_the_corpus(corpus, tok, tmp_path, monkeypatch):
+    p, _ = corpus
+    _age(p)
+    cache = tmp_path / "cache"
+    first = build_mlm_dataset(p, tok, 32, cache_dir=cache)
+    opened = []
+    real_open = open
+
+    def spy(file, *args, **kwargs):
+        opened.append(Path(file).resolve() if isinstance(file, (str, Path)) else file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: opened.append(self.resolve()) or b"")
+    second = build_mlm_dataset(p, tok, 32, cache_dir=cache)
+    assert p.resolve() not in opened, "the corpus was read again"
+    monkeypatch.undo()
+    assert second["input_ids"] == first["input_ids"]
+    # the hash it used was computed once and recorded beside the cache, under the file's identity
+    (record,) = (cache / "sources").glob("*.json")
+    st = p.stat()
+    known = json.loads(record.read_text())
+    assert (known["ino"], known["size"], known["mtime_ns"]) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    assert known["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_a_changed_file_is_hashed_again(corpus, tok, tmp_path, monkeypatch):
+    p, _ = corpus
+    _age(p)
+    cache = tmp_path / "cache"
+    first = build_mlm_dataset(p, tok, 32, cache_dir=cache)
+    # an edit that keeps the size: the new mtime tells
+    p.write_bytes(_same_size_edit(p.read_bytes()))
+    _age(p, 30)
+    assert list(build_mlm_dataset(p, tok, 32, cache_dir=cache)["input_ids"]) != list(first["input_ids"])
+    assert len(list(cache.glob("mlm-*.arrow"))) == 2
+
+
+def test_a_record_made_right_after_a_write_is_not_trusted(corpus, tok, tmp_path):
+    """An edit in the same timestamp tick as the write before it, same size, would leave the identity
+    unchanged: a record made within RACY_NS of the file's mtime is checked again next time."""
+    p, _ = corpus
+    cache = tmp_path / "cache"
+    first = build_mlm_dataset(p, tok, 32, cache_dir=cache)  # p was written just now: a racy record
+    st = p.stat()
+    p.write_bytes(_same_size_edit(p.read_bytes()))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same size and mtime as recorded
+    assert list(build_mlm_dataset(p, tok, 32, cache_dir=cache)["input_ids"]) != list(first["input_ids"])
+
+
+def test_an_empty_file_among_others_is_fine_but_all_blank_is_an_error(corpus, tok, tmp_path):
+    p, lines = corpus
+    blank = bad_file(tmp_path, b"\n \n", name="blank.txt")
+    assert build_mlm_dataset([blank, p], tok, 32, cache_dir=tmp_path / "c")["input_ids"] == \
+        mlm._reference([blank, p], tok, 32, cache_file=tmp_path / "ref.arrow")["input_ids"]
+    with pytest.raises(ValueError, match=rf"no text in {blank}: every line is blank"):
+        build_mlm_dataset(blank, tok, 32, cache_dir=tmp_path / "c")
