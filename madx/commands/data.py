@@ -3,11 +3,14 @@
     madx data fetch --out $MADX_DATA                                   # everything the paper suites read
     madx data fetch --out data --languages en,qu --tasks ner,mlm --max-text-mb 20
     madx data fetch --out data --tasks qa --revision xquad=<commit>   # pin one source
+    madx data fetch --out $MADX_DATA --tasks mlm --paper-size          # each language's whole Wikipedia, as the paper
     madx data mlm-corpus --text data/text --wikiann data/wikiann --out data/text+wikiann
 
 Writes wikiann/{train,dev,test}-{lang}.tsv, text/{lang}.txt, squad/{train,dev}-v1.1.json,
 xquad/xquad.{lang}.json and MANIFEST.json (per file: source, config, split, revision, rows,
-bytes, sha256). A re-run skips files whose manifest entry matches. Exit status 0 when everything
+bytes, sha256). Text is capped at 100 MB per language by default (--max-text-mb); the paper
+trained each language adapter on that language's whole Wikipedia (tens of GB for English, a few
+MB for the smallest): --paper-size fetches that. A re-run skips files whose manifest entry matches. Exit status 0 when everything
 asked for was found, 1 when a source lacks a language (listed at the end and in the manifest),
 2 on an error.
 """
@@ -18,6 +21,8 @@ import os
 from pathlib import Path
 
 HELP = "download WikiANN, Wikipedia text, SQuAD and XQuAD into the suites' layout"
+
+DEFAULT_MAX_TEXT_MB = 100.0  # madx.data.fetch.DEFAULT_MAX_TEXT_BYTES / 1e6 (tested equal; the parser must not import fetch)
 
 MISSING_STATUS = 1
 
@@ -30,8 +35,11 @@ def add_arguments(parser) -> None:
     fetch.add_argument("--languages", default=None,
                        help="comma-separated codes, e.g. en,qu (default: per task, the languages the paper suites use)")
     fetch.add_argument("--tasks", default="ner,qa,mlm", help="comma-separated, from ner, qa, mlm (default: all)")
-    fetch.add_argument("--max-text-mb", type=float, default=100.0,
-                       help="cap of each text/{lang}.txt in MB (10^6 bytes; default 100; 0: no cap)")
+    size = fetch.add_mutually_exclusive_group()
+    size.add_argument("--max-text-mb", type=float, default=DEFAULT_MAX_TEXT_MB,
+                      help=f"cap of each text/{{lang}}.txt in MB (10^6 bytes; default {DEFAULT_MAX_TEXT_MB:g}; 0: no cap)")
+    size.add_argument("--paper-size", action="store_true",
+                      help="each language's whole Wikipedia, as the paper trains on (no cap; English is tens of GB)")
     fetch.add_argument("--revision", action="append", default=[], metavar="[SOURCE=]REV",
                        help="hub revision (branch, tag, commit): REV for every source, or SOURCE=REV for one of "
                             "wikiann, wikipedia, squad, xquad; repeatable")
@@ -108,7 +116,8 @@ def run_fetch(args) -> int:
     )
     report = fetch(
         out, languages=_split(args.languages), tasks=_split(args.tasks) or [], sources=sources,
-        max_text_bytes=round(args.max_text_mb * 1e6) or None, cache_dir=args.cache_dir, force=args.force,
+        max_text_bytes=None if args.paper_size else round(args.max_text_mb * 1e6) or None, cache_dir=args.cache_dir,
+        force=args.force,
         progress=lambda line: print(line, flush=True),
     )
     print(f"\n{out}: {len(report.written)} files written, {len(report.skipped)} up to date; manifest {report.manifest}")

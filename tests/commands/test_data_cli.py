@@ -83,3 +83,24 @@ def test_revisions_per_source_or_for_all():
     assert data_command._revisions(["squad=refs/convert/parquet"]) == {"squad": "refs/convert/parquet"}
     with pytest.raises(ValueError, match="no revision after"):
         data_command._revisions(["squad="])
+
+
+def test_paper_size_is_one_flag_for_the_whole_wikipedia(tmp_path, monkeypatch, capsys):
+    """--paper-size: no cap on text/{lang}.txt (the paper's whole Wikipedia per language); the default
+    cap is fetch's 100 MB; the two size options together are refused."""
+    from madx.data import fetch as fetch_module
+
+    asked = []
+
+    def fake_fetch(out, **kwargs):
+        asked.append(kwargs["max_text_bytes"])
+        return fetch_module.FetchReport(out=out, manifest=out / MANIFEST_NAME)
+
+    monkeypatch.setattr(fetch_module, "fetch", fake_fetch)
+    for argv in ([], ["--paper-size"], ["--max-text-mb", "0"], ["--max-text-mb", "20"]):
+        assert cli.main(["data", "fetch", "--out", str(tmp_path), "--tasks", "mlm", *argv]) == 0
+    assert asked == [fetch_module.DEFAULT_MAX_TEXT_BYTES, None, None, 20_000_000]
+    assert data_command.DEFAULT_MAX_TEXT_MB * 1e6 == fetch_module.DEFAULT_MAX_TEXT_BYTES
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "fetch", "--out", str(tmp_path), "--paper-size", "--max-text-mb", "20"])
+    assert e.value.code == 2 and "--max-text-mb: not allowed with argument --paper-size" in capsys.readouterr().err
