@@ -13,14 +13,27 @@ import pytest
 import torch
 
 from madx import cli
-from tests.commands.tiny import make_tiny
+from tests.commands.tiny import make_tiny, save_language_adapter, save_task_adapter
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("quiet")
     make_tiny(root)
+    save_language_adapter(root / "model", "qu", root / "lang-qu" / "adapter")
+    save_task_adapter(root / "model", root / "ner-madx", method="madx")
     return root
+
+
+def test_no_load_report_for_a_head_loaded_from_the_task_adapter(tiny, tmp_path):
+    """transformers reports the new classifier as MISSING; evaluate loads it from the task adapter right after."""
+    done = subprocess.run([sys.executable, "-m", "madx", "evaluate", "--model", str(tiny / "model"), "--task", "ner",
+                           "--test", str(tiny / "test-qu.tsv"), "--language-adapter", str(tiny / "lang-qu" / "adapter"),
+                           "--task-adapter", str(tiny / "ner-madx" / "task_adapter"), "--out", str(tmp_path / "eval")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for noise in ("LOAD REPORT", "MISSING", "newly initialized", "WARNING"):
+        assert noise not in done.stdout + done.stderr, noise
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None or torch.cuda.is_available(),
