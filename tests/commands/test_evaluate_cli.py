@@ -1,6 +1,7 @@
 """``madx evaluate`` as a user runs it: a head that nothing trained is refused (not scored), a MAD-X
 task adapter needs its language adapter, swapped flags get a command-line message, transformers'
-load report stays off the screen, and per-sentence predictions are written in the suite's format."""
+load report stays off the screen (tests/commands/test_quiet_cli.py), and per-sentence predictions are
+written in the suite's format."""
 
 from __future__ import annotations
 
@@ -52,15 +53,13 @@ def test_swapped_adapter_flags_get_a_command_line_message(tiny, tmp_path, capsys
     assert "Stack(" not in err and err.count("\n") == 1
 
 
-def test_predictions_in_the_suites_format_and_no_load_report(tiny, tmp_path, capfd):
+def test_predictions_in_the_suites_format(tiny, tmp_path):
     from bench.report.predictions import read_predictions
     from bench.report.significance import STATISTICS
 
     out = tmp_path / "eval"
     assert evaluate(tiny, out, "--language-adapter", tiny / "lang-qu" / "adapter",
                     "--task-adapter", tiny / "ner-madx" / "task_adapter") == 0
-    screen = capfd.readouterr()
-    assert "LOAD REPORT" not in screen.out + screen.err and "MISSING" not in screen.out + screen.err
     metrics = json.loads((out / "metrics.json").read_text())["result"]
     assert metrics["method"] == "madx"
     per_sentence = read_predictions(out / "predictions.npz")
