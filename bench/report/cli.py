@@ -14,7 +14,8 @@ examples; Table 4 the parameters each method adds; then heatmaps, cost and prove
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import re
 import warnings
 from pathlib import Path
 
@@ -31,20 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit with status 1 when a result file had to be skipped")
     parser.add_argument("--no-plots", action="store_true", help="skip the heatmaps (faster; the report links none)")
     parser.add_argument("--quiet", action="store_true", help="no terminal summary")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a report of another run in --out (a report of the same run is always redrawn)")
 
 
 def run(args: argparse.Namespace) -> int:
     from bench.report import FORMATS, build_report, terminal_summary, write_report
     from bench.report.load import UnreadableResultWarning
 
+    from madx.commands.common import UsageError
+
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
-        print(f"error: run directory {run_dir} does not exist", file=sys.stderr)
-        return 2
+        raise UsageError(f"run directory {run_dir} does not exist")
     if not (run_dir / "jobs").is_dir():
-        print(f"error: {run_dir} has no jobs/ directory; is it a run directory?", file=sys.stderr)
-        return 2
+        raise UsageError(f"{run_dir} has no jobs/ directory; is it a run directory?")
     out = getattr(args, "out", None)
+    other = report_of(Path(out) if out else run_dir / "report")
+    if other is not None and other != run_dir.name and not getattr(args, "overwrite", False):
+        raise UsageError(f"--out {out} holds the report of another run ({other!r}); pass --overwrite to replace it, "
+                         "or choose another --out")
     fmt = getattr(args, "format", "all") or "all"
     formats = FORMATS if fmt == "all" else (fmt,)
     with warnings.catch_warnings():
@@ -57,3 +64,17 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "strict", False) and report.store.problems:
         return 1
     return 0
+
+
+def report_of(out: Path) -> str | None:
+    """The run directory name a report in ``out`` was made from (report.json, else report.md's header), or None."""
+    try:
+        return str(json.loads((out / "report.json").read_text(encoding="utf-8"))["run_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        head = (out / "report.md").read_text(encoding="utf-8")[:2000]
+    except OSError:
+        return None
+    found = re.search(r"^run directory `([^`]+)`", head, re.MULTILINE)
+    return found.group(1) if found else None
