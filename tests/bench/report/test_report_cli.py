@@ -28,3 +28,10 @@ def test_a_report_of_another_run_is_not_replaced(tmp_path, capsys):
 def test_a_missing_run_directory_is_one_line(tmp_path, capsys):
     assert cli.main(["bench", "report", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == f"madx bench: error: run directory {tmp_path / 'nope'} does not exist\n"
+
+
+def test_the_module_entry_point_says_it_in_one_line(tmp_path, capsys):
+    from bench.report.__main__ import main
+
+    assert main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"python -m bench.report: error: run directory {tmp_path / 'nope'} does not exist\n"
