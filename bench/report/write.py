@@ -1,8 +1,7 @@
-"""Write a report's files: report.md, report.html, report.json (atomically, readable by everyone)."""
+"""Write a report's files: report.md, report.html, report.json (atomically, with the user's file mode: madx.atomic)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,16 +31,8 @@ def write_report(report: Report, formats: Iterable[str] = FORMATS) -> dict[str, 
             atomic_write_text(path, render_html(report))
         else:
             atomic_write_json(path, report_json(report))
-        _readable(path)
         written[name] = path
     return written
-
-
-def _readable(path: Path) -> None:
-    """A report is for sharing: give it the usual mode whatever the temporary file had."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 __all__ = ["FILENAMES", "FORMATS", "write_report"]

@@ -35,3 +35,16 @@ def test_the_module_entry_point_says_it_in_one_line(tmp_path, capsys):
 
     assert main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == f"python -m bench.report: error: run directory {tmp_path / 'nope'} does not exist\n"
+
+
+def test_report_files_get_the_users_mode(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        assert cli.main(["bench", "report", str(run_dir(tmp_path / "run")), "--no-plots", "--quiet"]) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run" / "report").iterdir()}
+    assert modes == {"report.html": 0o644, "report.json": 0o644, "report.md": 0o644}
