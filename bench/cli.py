@@ -73,6 +73,7 @@ def run(args) -> int:  # dispatched through set_defaults
 
 def run_validate(args) -> int:
     from bench.graph import build_graph, count_by_kind
+    from bench.preflight import missing_text
     from bench.suite import SuiteError, load_suite
 
     try:
@@ -81,6 +82,8 @@ def run_validate(args) -> int:
         raise UsageError(f"invalid suite: {error}") from None
     counts = count_by_kind(build_graph(suite))
     print(f"{suite.path}: valid suite {suite.name!r} ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))} jobs)")
+    for method, languages in missing_text(suite).items():
+        print(f"note: data.text has no text for {', '.join(languages)}: {method} gets no jobs there (its cells stay missing)")
     return 0
 
 

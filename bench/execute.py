@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 import madx
 from bench.store import ClaimLost
 from madx.adapters.config import AdapterConfig
+from madx.atomic import atomic_save_pretrained
 from madx.compose import Stack
 from madx.data import synthetic
 from madx.data.tokenizer import build_tiny_tokenizer
@@ -200,8 +201,7 @@ def run_prepare(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **tiny)
     torch.manual_seed(0)
     model = AutoModelForMaskedLM.from_config(config)
-    model.save_pretrained(workspace / "model")
-    tokenizer.save_pretrained(workspace / "model")
+    atomic_save_pretrained(workspace / "model", model, tokenizer)
     return {"metrics": {}, "cost": {"tokens": 0}}
 
 
@@ -223,8 +223,7 @@ def run_mlm(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         config = _train_config(hyper, hyper["lr_full_model"], hyper["batch_size"], seed, steps=hyper["steps"])
         out = train_full_mlm(model, corpus, tokenizer, config, ctx.runtime, data, writer, report, **resume)
         if ctx.runtime.is_main_process:
-            model.save_pretrained(workspace / "model")
-            tokenizer.save_pretrained(workspace / "model")
+            atomic_save_pretrained(workspace / "model", model, tokenizer)
     else:
         model = ctx.cached_model(path, "mlm", seed)
         torch.manual_seed(seed)
@@ -305,7 +304,7 @@ def run_task(job, ctx: JobContext, workspace: Path) -> dict[str, Any]:
         out = train_task(model, task, train_examples, dev_examples, tokenizer, config, ctx.runtime, None,
                          max_length=hyper["max_length"], writer=writer, progress=report, **resume)
         if ctx.runtime.is_main_process:
-            model.save_pretrained(workspace / "model")
+            atomic_save_pretrained(workspace / "model", model)
     if writer is not None:
         writer.close()
     _finished_training(job, ctx)

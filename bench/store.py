@@ -332,6 +332,8 @@ class RunStore:
         claim.check()
         atomic_write_json(self.result_path(job_id), result)
         self._mark(self.done_index, job_id)  # after the result: a marker never precedes what it points at
+        # a training job's mid-job checkpoint (bench.execute) is spent once its result is written
+        shutil.rmtree(self.job_dir(job_id) / "checkpoint", ignore_errors=True)
         try:
             (self.job_dir(job_id) / "error.json").unlink()
         except FileNotFoundError:

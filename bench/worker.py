@@ -54,6 +54,7 @@ from bench.hygiene import JobHygiene
 from bench.graph import Job, build_graph
 from bench.progress import job_output
 from bench.results import SCHEMA_VERSION, Cost, JobResult, Provenance, RunInfo, WorkerInfo, collect_provenance
+from bench.scheduler import CostModel, JobQueue
 from bench.store import ClaimLost, RunDirectoryError, RunStore, is_storage_error
 from bench.suite import Suite, compile_setting
 from madx.atomic import atomic_write_json, atomic_write_text
@@ -84,6 +85,9 @@ def install_lifecycle() -> None:
     """Stop cleanly on SIGTERM/SIGINT, and get SIGTERM when the parent (launcher) dies."""
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
+    # SLURM's --signal=USR1@T without B: reaches the worker itself; the training loop checkpoints the
+    # step in flight first (madx.train), then this handler stops the worker as SIGTERM would
+    signal.signal(signal.SIGUSR1, _raise_stop)
     # Only a launcher's child (torchrun / accelerate launch set these) dies with its parent: a worker
     # started by hand from a shell, e.g. under nohup, must outlive that shell.
     launched = any(k in os.environ for k in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "SLURM_PROCID"))
@@ -193,44 +197,22 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
     if rank == 0:
         write_run_files(suite, store, jobs, provenance, previous)
     started = time.time()
-    failed_here: set[str] = set()
+    queue = JobQueue(store, jobs, rank, started, cost=CostModel.for_suite(suite).seconds)  # bench.scheduler
     ran = 0
-    done: set[str] = set()  # a job found done stays done: each poll looks only at the others' files
-    while True:
-        done.update(j.id for j in jobs if j.id not in done and store.is_done(j.id))
-        pending = [j for j in jobs if j.id not in done]
-        if not pending:
-            break
-        failed = failed_here | {j.id for j in pending if _failed_this_run(store, j.id, started)}
-        blocked = _blocked(pending, failed)
-        candidates = [j for j in pending if j.id not in failed and j.id not in blocked and all(d in done for d in j.deps)]
-        if candidates:
-            offset = rank % len(candidates)  # spread workers over the ready list to avoid claim collisions
-            candidates = candidates[offset:] + candidates[:offset]
-        claimed = None
-        for job in candidates:
-            claim = store.try_claim(job.id, worker, heartbeat)
-            if claim is not None:
-                claimed = (job, claim)
-                break
-        if claimed is None:
-            running = [j for j in pending if store.owner(j.id).state == "held"]
-            if not running and not candidates:
-                break  # what is left is blocked by failures
-            time.sleep(0.5)
-            continue
+    while (claimed := queue.next_claim(worker, heartbeat)) is not None:
         job, claim = claimed
         hygiene.before(job)
         try:
             _run_one(job, store, claim, context, worker, provenance, runtime_hyper["zero_group_size"], runtime_hyper,
                      guard)
             guard.succeeded()
+            queue.finished(job)
         except (StorageFull, WorkerUnhealthy):
             raise
         except ClaimLost as error:
             progress(f"[{worker}] {error}")
         except Exception as error:
-            failed_here.add(job.id)
+            queue.failed(job)
             guard.failed(job.name, error)  # raises WorkerUnhealthy at K failures in a row
         finally:
             claim.release()
@@ -239,29 +221,9 @@ def run_worker(suite: Suite, out_dir: str | Path, progress: Callable[[str], None
         ran += 1
         if max_jobs is not None and ran >= max_jobs:
             break
-    summary = status_counts(store, jobs)
+    summary = queue.counts()
     progress(f"[{worker}] finished: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     return summary
-
-
-def _failed_this_run(store: RunStore, job_id: str, started: float) -> bool:
-    path = store.job_dir(job_id) / "error.json"
-    try:
-        return path.stat().st_mtime >= started
-    except FileNotFoundError:
-        return False
-
-
-def _blocked(pending: list[Job], failed: set[str]) -> set[str]:
-    blocked: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for job in pending:
-            if job.id not in blocked and any(d in failed or d in blocked for d in job.deps):
-                blocked.add(job.id)
-                changed = True
-    return blocked
 
 
 def _run_in_zero_group(job: Job, context: JobContext, workspace: Path, processes: int, runtime_hyper: dict) -> dict:

@@ -285,6 +285,8 @@ class DeepSpeedRuntime(Runtime):
         return False  # partitioned optimizer states would need DeepSpeed's own checkpoint format
 
     def skip_batches(self, loader, n: int):
+        if n == 0:
+            return loader
         raise NotImplementedError("resuming a DeepSpeed ZeRO group's training from a checkpoint is not supported")
 
     def backward(self, loss: torch.Tensor) -> None:

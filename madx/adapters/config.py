@@ -68,14 +68,12 @@ class AdapterConfig:
         return resolve_layers(self.leave_out, num_layers)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every setting; ``leave_out`` only when it leaves a layer out and ``init_weights`` only when it is not
-        "identity" (what madx did before the field existed), so the dicts of configs that compute what earlier
-        ones computed (job parameters, hence job ids, and suite defaults) are what they were."""
+        """Every setting (``from_dict`` reads it back as it was); ``leave_out`` only when it leaves a layer out, so
+        the dicts of configs without one (job parameters, hence job ids) are what they were before the field."""
         data: dict[str, Any] = {name: getattr(self, name) for name in REDUCTION_FACTORS}
         if self.leave_out:
             data["leave_out"] = list(self.leave_out)
-        if self.init_weights != "identity":
-            data["init_weights"] = self.init_weights
+        data["init_weights"] = self.init_weights
         return data
 
     @classmethod

@@ -10,7 +10,7 @@ def test_leave_out_defaults_to_no_layer_and_stays_out_of_the_dict():
     before the field existed (job ids of existing runs)."""
     assert AdapterConfig().leave_out == ()
     before = {"language_reduction_factor": 2, "invertible_reduction_factor": 2, "task_reduction_factor": 16}
-    assert AdapterConfig(init_weights="identity").to_dict() == before  # what madx computed before init_weights existed
+    assert AdapterConfig(init_weights="identity").to_dict() == {**before, "init_weights": "identity"}  # read back as it was
     assert AdapterConfig().to_dict() == {**before, "init_weights": "adapterhub"}  # the default computes something else: other job ids
     config = AdapterConfig(leave_out=[-1])  # a list (YAML, JSON) becomes a tuple
     assert config.leave_out == (-1,) and config.to_dict()["leave_out"] == [-1]
@@ -67,3 +67,9 @@ def test_init_weights_is_named_and_checked():
     assert AdapterConfig.from_dict({"init_weights": "identity"}).init_weights == "identity"
     with pytest.raises(ValueError, match="init_weights must be one of 'adapterhub', 'identity', got 'zeros'"):
         AdapterConfig(init_weights="zeros")
+
+
+@pytest.mark.parametrize("init_weights", ["adapterhub", "identity"])
+def test_to_dict_and_from_dict_round_trip_every_setting(init_weights):
+    config = AdapterConfig(init_weights=init_weights, leave_out=(-1,))
+    assert AdapterConfig.from_dict(config.to_dict()) == config

@@ -89,17 +89,19 @@ RESUME_SUITE = {
 }
 
 
-def _run_resume_suite(out, stop_when: str | None = None):
+def _run_resume_suite(out, stop_when: tuple[str, ...] = (), fired: list | None = None):
     """Run the suite in this process; SIGTERM it (bench.worker's handler: WorkerStopped) from inside the
-    training loop when a progress line contains ``stop_when``."""
+    training loop when a progress line contains one of ``stop_when`` (appended to ``fired``)."""
     import os
     import signal
 
     from bench.worker import _raise_stop, run_worker
 
     def progress(line: str) -> None:
-        if stop_when is not None and stop_when in line:
-            os.kill(os.getpid(), signal.SIGTERM)
+        for pattern in stop_when:
+            if pattern in line:
+                fired.append(pattern)
+                os.kill(os.getpid(), signal.SIGTERM)
 
     suite_file = out.parent / "suite.yaml"
     suite_file.write_text(yaml.safe_dump(RESUME_SUITE))
@@ -130,13 +132,18 @@ def test_a_stopped_training_job_resumes_from_its_checkpoint_with_the_uninterrupt
     mlm, task = jobs["mlm/qu/adapter+inv"], jobs["ner/en/madx/seed1"]
 
     out = tmp_path / "b" / "run"
-    with pytest.raises(WorkerStopped):  # mid-way through the language adapter's 6 steps
-        _run_resume_suite(out, stop_when=f"{mlm.name} step 3 ")
-    assert checkpoint.latest(out / "jobs" / mlm.id / "checkpoint").name == "step-00000003"
-    assert not list((out / "jobs" / mlm.id).glob("work-*")) and not (out / "jobs" / mlm.id / "result.json").exists()
-    with pytest.raises(WorkerStopped):  # at the task adapter's last step (its only progress line)
-        _run_resume_suite(out, stop_when=f"{task.name} step 6 ")
-    assert checkpoint.latest(out / "jobs" / task.id / "checkpoint").name == "step-00000006"
+    # mid-way through the language adapter's 6 steps, and at the task adapter's last step (its only progress
+    # line): one stop per run, in whichever order the scheduler runs the two jobs
+    stops = {f"{mlm.name} step 3 ": (mlm, "step-00000003"), f"{task.name} step 6 ": (task, "step-00000006")}
+    left = tuple(stops)
+    for _ in range(2):
+        fired = []
+        with pytest.raises(WorkerStopped):
+            _run_resume_suite(out, stop_when=left, fired=fired)
+        job, step = stops[fired[0]]
+        assert checkpoint.latest(out / "jobs" / job.id / "checkpoint").name == step
+        assert not list((out / "jobs" / job.id).glob("work-*")) and not (out / "jobs" / job.id / "result.json").exists()
+        left = tuple(p for p in left if p != fired[0])
     assert _run_resume_suite(out)["done"] == 5
 
     for job in jobs.values():
