@@ -98,8 +98,7 @@ def train_language_adapter(
     ``checkpoint_guard`` is called before each is written (``bench.execute``: the job's claim)."""
     config = _checkpointing(_selecting(config, "loss", greater_is_better=False), checkpoint_dir)
     madx.add_language_adapter(model, language, adapters, invertible)
-    madx.set_trainable(model, adapters=[language])
-    madx.set_active(model, Stack(language))
+    madx.train_adapter(model, Stack(language))
     result, dev = train_mlm(model, corpus, tokenizer, config, data, runtime, writer, progress, checkpoint_guard)
     return {"train": result.to_dict(), "dev": dev}
 
@@ -141,12 +140,14 @@ def train_task(
     fixed. Without it the whole model trains (baselines). Returns with the best dev checkpoint.
     """
     if task_adapter is not None:
+        if setup is None or setup.names[-1] != task_adapter:
+            raise ValueError(f"train_task: the setup {setup} must end with the task adapter {task_adapter!r} it trains")
         madx.add_task_adapter(model, task_adapter, adapters)
-        madx.set_trainable(model, adapters=[task_adapter], task_head=True)
+        madx.train_adapter(model, setup)  # only the task adapter and its own head train; the language adapter stays fixed
     else:
+        if setup is not None:
+            raise ValueError(f"train_task: full fine-tuning runs without adapters, got the setup {setup}")
         madx.set_trainable(model, base=True)
-    if setup is not None:
-        madx.set_active(model, setup)
     train_features = prepare_task_data(task, train_examples, tokenizer, train=True, max_length=max_length)
     dev_features = prepare_task_data(task, dev_examples, tokenizer, train=False, max_length=max_length)
 

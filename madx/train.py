@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 from transformers import get_linear_schedule_with_warmup
 
 from madx import checkpoint
+from madx.inject.trainable import check_trainable
 from madx.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -145,9 +146,8 @@ def train(
     """Train the parameters of ``model`` that require grad. Returns with the best dev checkpoint
     loaded (when ``evaluate_fn`` is given). ``checkpoint_guard`` is called before each checkpoint is
     written and raises if this process may no longer write it (``bench.execute``: the job's claim)."""
+    check_trainable(model)  # nothing training, or base weights training under active adapters: a forgotten setup
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError("nothing to train: no parameter requires grad (see madx.set_trainable)")
     if len(train_dataset) == 0:
         raise ValueError("the training set is empty: no example to train on")
     if config.checkpoint_dir is not None and not runtime.supports_checkpoints:

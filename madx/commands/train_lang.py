@@ -68,6 +68,11 @@ def check_arguments(args) -> str:
     check_model("--model", args.model)
     for text in args.text:
         check_file("--text", text)
+    from madx.data.corpus import check_corpus_files  # light: numpy and the checks only
+
+    files = [text for text in args.text if not text.startswith("hub:")]
+    if files:
+        check_corpus_files(files)  # a WikiANN TSV or a JSON file is refused before the model loads
     return prepare_output(args.out, "metrics.json", "train-lang run (language adapter)", args.overwrite, resumable=True)
 
 
