@@ -37,10 +37,12 @@ TASK_SETTINGS = ("epochs", "batch_size", "lr_adapters", "lr_full_model", "max_le
 ROBERTA_TYPES = ("xlm-roberta", "roberta")  # positions start after the padding index: pad_token_id + 1 + length
 
 
-def _error(message: str):
-    from bench.suite import SuiteError
+class PreflightError(ValueError):
+    """A suite that would fail in a job; ``bench.suite`` raises it as its SuiteError."""
 
-    return SuiteError(message)
+
+def _error(message: str) -> PreflightError:
+    return PreflightError(message)
 
 
 def _did_you_mean(word: str, known) -> str:
@@ -210,9 +212,7 @@ def where_it_looked(suite: "Suite", key: str) -> str:
     """How ``data.key`` became the path it is, and how to point it elsewhere."""
     written, expanded = suite.data_templates.get(key, (None, None))
     parts = []
-    from bench.suite import _VAR
-
-    names = [match.group(1) for match in _VAR.finditer(written)] if isinstance(written, str) else []
+    names = suite.data_variables(key)
     if names:
         parts.append(f"written {written!r}")
         parts += [f"{name}={os.environ[name]}" if name in os.environ else f"{name} is not set" for name in names]
@@ -270,12 +270,6 @@ def _subfolder_hint(spec, fields: dict, lang: str, split: str, shipped: bool) ->
     return ""
 
 
-def _shipped(suite: "Suite") -> bool:
-    from bench.suite import SUITES_DIR
-
-    return suite.path is not None and Path(suite.path).resolve().parent == SUITES_DIR
-
-
 def check_task_files(suite: "Suite", source: str) -> None:
     """Every file the suite's jobs will read: train/dev for each source, test for each target."""
     for task in suite.tasks:
@@ -299,7 +293,7 @@ def check_task_files(suite: "Suite", source: str) -> None:
             have = _languages_with(spec, given, split)
             where = ", ".join(f"data.{k} = {v}" for k, v in given.items())
             raise _error(f"{source}: task {task}, {split} for {lang}: {problem} under {where}; languages with a {split} "
-                         f"file there: {', '.join(have) if have else 'none'}{_subfolder_hint(spec, given, lang, split, _shipped(suite))}")
+                         f"file there: {', '.join(have) if have else 'none'}{_subfolder_hint(spec, given, lang, split, suite.shipped)}")
 
 
 def text_languages(suite: "Suite") -> set[str] | None:

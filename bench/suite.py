@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from bench import preflight
+from bench.preflight import PreflightError
 from madx.adapters.config import INITS, AdapterConfig
 from madx.data.languages import get_language
 from madx.recipes import suite_defaults
@@ -70,6 +72,16 @@ class Suite:
     notes: tuple[str, ...] = ()
     # data as the file writes it (``${MADX_DATA}``) and after expansion, before resolution: for messages
     data_templates: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def shipped(self) -> bool:
+        """One of the suites in ``bench/suites/`` (not a user's file)."""
+        return self.path is not None and Path(self.path).resolve().parent == SUITES_DIR
+
+    def data_variables(self, key: str) -> list[str]:
+        """The environment variables ``data.key`` names as the file writes it (``${MADX_DATA}``)."""
+        written = self.data_templates.get(key, (None, None))[0]
+        return [match.group(1) for match in _VAR.finditer(written)] if isinstance(written, str) else []
 
     def hyper(self, method: str | None = None) -> dict[str, Any]:
         merged = copy.deepcopy(self.hyperparameters)
@@ -374,8 +386,6 @@ def _resolve(value: Any, key: str) -> Any:
 def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: bool = True,
                 templates: dict | None = None) -> Suite:
     """``templates``: the data section as the file writes it (before ``${VAR}`` expansion), for messages."""
-    from bench import preflight
-
     unknown = [key for key in raw if key not in TOP_LEVEL_KEYS]
     if unknown:
         raise SuiteError(f"{source}: unknown top-level field {unknown[0]!r}; known: {', '.join(TOP_LEVEL_KEYS)}."
@@ -420,7 +430,10 @@ def parse_suite(raw: dict, source: str, path: Path | None = None, check_paths: b
                   methods=methods, seeds=tuple(seeds), mlm_trg_seeds=tuple(mlm_trg_seeds),
                   data={k: _resolve(v, k) for k, v in data.items()}, hyperparameters=hyper, overrides=overrides,
                   notes=tuple(notes), data_templates=written)
-    preflight.check_model(suite, source, check_paths)
-    if check_paths:
-        preflight.check_data_paths(suite, source)
+    try:
+        preflight.check_model(suite, source, check_paths)
+        if check_paths:
+            preflight.check_data_paths(suite, source)
+    except PreflightError as error:
+        raise SuiteError(str(error)) from None
     return suite

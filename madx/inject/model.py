@@ -318,6 +318,8 @@ def set_active(model: nn.Module, setup: Stack | str | Sequence[str] | None) -> N
             module.madx_active = language if language is not None and language in module.madx_invertible else None
         elif isinstance(module, AdaptedHead):
             module.madx_active = task if task is not None and task in module.madx_heads else None
+        if isinstance(module, Adapted):
+            module.madx_resolve()
     root.active = setup
 
 

@@ -18,11 +18,16 @@ keeps its identity, children, hooks and attributes, and the base model's paramet
 state-dict keys do not change (tied weights, ``save_pretrained`` and ``from_pretrained`` see the keys
 they know). ``unwrap`` swaps the class back and drops what madx added.
 
-Each adapted module reads what is active from its own attributes (``madx_active``, ``madx_mode``), which
-``madx.set_active`` writes on every adapted module of the model. Nothing is shared between modules and
-nothing outside the model is referenced, so ``copy.deepcopy``, ``nn.DataParallel`` replicas, gradient
-checkpointing (the recomputed forward reads the same attributes), ``torch.compile`` (the attributes are
-guarded constants) and ``state_dict`` round trips compute what the original computes.
+Each adapted module reads what is active from its own attributes, which ``madx.set_active`` writes on
+every adapted module of the model: the names (``madx_active``, ``madx_mode``) and, resolved from them,
+the active modules themselves (``madx_resolved``), which is all ``forward`` reads. Nothing is shared
+between modules and nothing outside the model is referenced, so ``copy.deepcopy`` (the resolved tuple is
+copied with the modules it holds), ``nn.DataParallel`` replicas (a replica resolves again from the names,
+among its own children), gradient checkpointing (the recomputed forward reads the same attributes) and
+``state_dict`` round trips compute what the original computes. ``torch.compile`` guards on what forward
+reads: modules by structure, not on adapter names, so a long-lived process that trains one language
+adapter after another reuses one compiled graph instead of recompiling per language (and falling back
+to eager past dynamo's recompile limit).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from madx.inject.layer import adapted_layer_output
 from madx.inject.spec import get_path
 
 ADDED_CHILDREN = ("madx_adapters", "madx_invertible", "madx_heads")  # the state-dict segments madx adds
+MADX_ATTRIBUTES = ("madx_active", "madx_mode", "madx_paths", "madx_resolved", "madx_stale")  # plain attributes it adds
 _CLASSES: dict[tuple[type, type], type] = {}
 
 
@@ -48,9 +54,28 @@ class Adapted(nn.Module):
     def madx_unwrap(self) -> None:
         for name in self.madx_children:
             delattr(self, name)
-        for name in ("madx_active", "madx_mode", "madx_paths"):
+        for name in MADX_ATTRIBUTES:
             self.__dict__.pop(name, None)
         self.__class__ = type(self).madx_base_class
+
+    def madx_resolve(self) -> None:
+        """Resolve the active names to this module's own adapter modules (what forward reads): always a tuple,
+        which nn.Module keeps as a plain attribute (a module assigned alone would become a child)."""
+        self.madx_resolved = self._madx_lookup()
+        self.madx_stale = False
+
+    def _madx_lookup(self):
+        raise NotImplementedError
+
+    def _madx_current(self):
+        if self.madx_stale:  # a DataParallel replica: its children were replaced after its attributes were copied
+            self.madx_resolve()
+        return self.madx_resolved
+
+    def _replicate_for_data_parallel(self):
+        replica = super()._replicate_for_data_parallel()
+        replica.madx_stale = True
+        return replica
 
 
 class AdaptedFFNOutput(Adapted):
@@ -61,16 +86,19 @@ class AdaptedFFNOutput(Adapted):
         self.madx_active: tuple[str, ...] = ()
         self.madx_mode = "paper"
         self.madx_adapters = nn.ModuleDict()
+        self.madx_resolve()
+
+    def _madx_lookup(self) -> tuple[nn.Module, ...]:
+        return tuple(self.madx_adapters[name] for name in self.madx_active)
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        names = self.madx_active
-        if not names:
+        adapters = self._madx_current()
+        if not adapters:
             return super().forward(hidden_states, input_tensor, *args, **kwargs)
         dense, dropout, layer_norm = (get_path(self, path) for path in self.madx_paths)
         ffn_output = dropout(dense(hidden_states))  # r, (B, T, h)
         normalised = layer_norm(ffn_output + input_tensor)  # LN(r + x): what the base module returns
-        adapters = [self.madx_adapters[name] for name in names]
-        return adapted_layer_output(adapters, self.madx_mode, normalised, ffn_output, input_tensor, layer_norm)
+        return adapted_layer_output(list(adapters), self.madx_mode, normalised, ffn_output, input_tensor, layer_norm)
 
 
 class AdaptedEmbeddings(Adapted):
@@ -79,11 +107,15 @@ class AdaptedEmbeddings(Adapted):
     def madx_init(self) -> None:
         self.madx_active: str | None = None
         self.madx_invertible = nn.ModuleDict()
+        self.madx_resolve()
+
+    def _madx_lookup(self) -> tuple[nn.Module, ...]:
+        return () if self.madx_active is None else (self.madx_invertible[self.madx_active],)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         output = super().forward(*args, **kwargs)
-        name = self.madx_active
-        return output if name is None else self.madx_invertible[name](output)
+        invertible = self._madx_current()  # () or (the active language's NICE coupling,)
+        return invertible[0](output) if invertible else output
 
 
 class AdaptedDecoder(Adapted):
@@ -92,11 +124,15 @@ class AdaptedDecoder(Adapted):
     def madx_init(self) -> None:
         self.madx_active: str | None = None
         self.madx_invertible = nn.ModuleDict()
+        self.madx_resolve()
+
+    def _madx_lookup(self) -> tuple[nn.Module, ...]:
+        return () if self.madx_active is None else (self.madx_invertible[self.madx_active],)
 
     def madx_decoder_input(self, hidden: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """What the projection is applied to: the active invertible adapter's inverse of ``hidden``."""
-        name = self.madx_active
-        return hidden if name is None else self.madx_invertible[name].inverse(hidden)
+        invertible = self._madx_current()
+        return invertible[0].inverse(hidden) if invertible else hidden
 
     def forward(self, hidden: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return super().forward(self.madx_decoder_input(hidden), *args, **kwargs)
@@ -108,12 +144,16 @@ class AdaptedHead(Adapted):
     def madx_init(self) -> None:
         self.madx_active: str | None = None
         self.madx_heads = nn.ModuleDict()
+        self.madx_resolve()
+
+    def _madx_lookup(self) -> tuple[nn.Module, ...]:
+        return () if self.madx_active is None else (self.madx_heads[self.madx_active],)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        name = self.madx_active
-        if name is None:
+        head = self._madx_current()
+        if not head:
             return super().forward(*args, **kwargs)
-        return self.madx_heads[name](*args, **kwargs)
+        return head[0](*args, **kwargs)
 
 
 def adapted_class(mixin: type, base: type) -> type:
@@ -142,7 +182,7 @@ def plain_copy(module: nn.Module) -> nn.Module:
     if isinstance(duplicate, Adapted):
         for name in duplicate.madx_children:
             duplicate._modules.pop(name, None)
-        for name in ("madx_active", "madx_mode", "madx_paths"):
+        for name in MADX_ATTRIBUTES:
             duplicate.__dict__.pop(name, None)
         duplicate.__class__ = type(duplicate).madx_base_class
     return duplicate

@@ -5,7 +5,10 @@ Inductor would), recording every frame it compiles.
 
 * the compiled step is reused: at most one frame per (mode, input shape) over the whole suite, not
   one per language, job or model, and every MLM job's steps all ran compiled (a job past dynamo's
-  recompile limit would silently run eager);
+  recompile limit would silently run eager). The one recompile allowed is transformers' own: its
+  output-capturing registry (``_CAN_RECORD_REGISTRY``, one entry per model class a process creates)
+  is guarded on, so the first model of a new class (a task job's) recompiles once; nothing madx holds
+  (adapter names, adapter modules, the model) may appear in a recompile's reasons;
 * nothing of a finished job stays reachable: before each job starts, every model, MLM objective
   (the compiled wrapper) and optimizer of the jobs before it has been freed (weakrefs dead).
 """
@@ -13,6 +16,7 @@ Inductor would), recording every frame it compiles.
 from __future__ import annotations
 
 import gc
+import logging
 import weakref
 from collections import Counter
 from pathlib import Path
@@ -45,6 +49,16 @@ def test_one_worker_reuses_the_compiled_step_and_frees_every_finished_job(tmp_pa
 
         return run
 
+    recompiles: list[str] = []  # dynamo's reasons, one message per recompile
+
+    class Reasons(logging.Handler):
+        def emit(self, record):
+            recompiles.append(record.getMessage())
+
+    reasons = Reasons()
+    torch._logging.set_logs(recompiles=True)
+    recompile_log = logging.getLogger("torch._dynamo.guards.__recompiles")
+    recompile_log.addHandler(reasons)
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, **{**kw, "backend": recording_backend}))
     torch._dynamo.reset()
@@ -86,7 +100,11 @@ def test_one_worker_reuses_the_compiled_step_and_frees_every_finished_job(tmp_pa
 
         monkeypatch.setitem(bench.execute.RUNNERS, kind, checked)
 
-    summary = run_worker(load_suite(SUITE), tmp_path, progress=lambda line: None)
+    try:
+        summary = run_worker(load_suite(SUITE), tmp_path, progress=lambda line: None)
+    finally:
+        recompile_log.removeHandler(reasons)
+        torch._logging.set_logs()
     gc.collect()
     torch._dynamo.reset()
     assert summary == {"done": 31, "running": 0, "failed": 0, "pending": 0}, summary
@@ -94,12 +112,17 @@ def test_one_worker_reuses_the_compiled_step_and_frees_every_finished_job(tmp_pa
     jobs_with = Counter(name for name, what, _ in owned if what == "model")
     assert len(jobs_with) == 3 + 3, f"full-model jobs seen: {sorted(jobs_with)}"  # 3 full MLM + 3 full QA tasks
 
+    guard_failures = [line.strip() for message in recompiles for line in message.splitlines() if line.strip().startswith("- ")]
+    ours = [line for line in guard_failures if "_CAN_RECORD_REGISTRY" not in line]
+    assert not ours, f"recompiled for what madx holds: {ours[:5]}"
+    registry = len(recompiles)  # each recompile was transformers' registry growing by one model class
+    assert registry <= 3, f"{registry} recompiles for transformers' registry: more than one per model class"
     per_key = Counter(frames)
-    assert max(per_key.values()) == 1, f"recompiled for the same (mode, shape): {per_key}"
+    assert max(per_key.values()) <= 1 + registry, f"recompiled for the same (mode, shape): {per_key}"
     modes = {mode for mode, _ in frames}
     assert modes == {"adapter+inv", "full"}, modes
     mlm_jobs = [name for name, what, _ in owned if what == "MLM objective"]
     assert len(mlm_jobs) == 13
     ran_eager = [name for name in mlm_jobs if compiled_calls[name] == 0]
     assert not ran_eager, f"MLM jobs that never ran compiled code (recompile limit?): {ran_eager}"
-    assert len(frames) <= 4, f"{len(frames)} compiled frames for 13 MLM jobs: {frames}"
+    assert len(frames) <= 4 + registry, f"{len(frames)} compiled frames for 13 MLM jobs: {frames}"

@@ -250,3 +250,41 @@ def test_workers_sh_starts_independent_workers_on_a_node(single_worker, tmp_path
     ranks = set(re.findall(r"\[\S+:\d+:rank(\d+)\]", output))
     assert ranks <= {"2", "3"} and rank in ranks, f"NODE_RANK 1 x 2 workers: ranks 2 and 3, got {ranks}"
     assert results(out) == single_worker, "the other worker finished the suite, the killed one's job included"
+
+
+WAITING_SRUN = """#!/bin/bash
+# srun stand-in: says it started, then runs until the test releases it, and exits with that status
+touch "$SRUN_STANDIN_DIR/started"
+while [[ ! -f $SRUN_STANDIN_DIR/release ]]; do sleep 0.05; done
+exit "$(cat "$SRUN_STANDIN_DIR/release")"
+"""
+RECORDING_SCONTROL = """#!/bin/bash
+echo "$*" >> "$SRUN_STANDIN_DIR/scontrol.calls"
+"""
+
+
+@pytest.mark.parametrize("srun_status", [0, 3])
+def test_the_slurm_script_requeues_itself_on_usr1_and_waits_for_its_workers(tmp_path, srun_status):
+    """--signal=B:USR1@300 sends USR1 to the batch shell before the time limit: the script must ask
+    SLURM to requeue the job (which then SIGTERMs every worker: they checkpoint and release their jobs)
+    and must not exit before srun has: it exits with srun's status."""
+    stubs, tasks = tmp_path / "bin", tmp_path / "tasks"
+    stubs.mkdir()
+    tasks.mkdir()
+    for name, text in (("srun", WAITING_SRUN), ("scontrol", RECORDING_SCONTROL)):
+        (stubs / name).write_text(text)
+        (stubs / name).chmod((stubs / name).stat().st_mode | stat.S_IXUSR)
+    text = (LAUNCH / "slurm-multinode.sbatch").read_text()
+    assert "#SBATCH --requeue" in text and "#SBATCH --signal=B:USR1@" in text
+    allocation = {"SLURM_JOB_ID": "4242", "SLURM_NNODES": "1", "SRUN_STANDIN_DIR": str(tasks),
+                  "MADX_NODE_CACHE": str(tmp_path / "node-local"), **NODE_ENV_UNSET,
+                  "PATH": f"{stubs}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
+    with launches(tmp_path, **allocation) as start:
+        script = start("sbatch", ["bash", str(LAUNCH / "slurm-multinode.sbatch"), MINI, str(tmp_path / "run")])
+        assert _wait_for(lambda: (tasks / "started").exists(), timeout=60), script.log.read_text()
+        os.kill(script.pid, signal.SIGUSR1)
+        assert _wait_for(lambda: (tasks / "scontrol.calls").exists(), timeout=60), script.log.read_text()
+        assert (tasks / "scontrol.calls").read_text().split() == ["requeue", "4242"]
+        assert script.poll() is None, "the script ended before its workers"
+        (tasks / "release").write_text(str(srun_status))
+        assert script.wait(timeout=60) == srun_status, script.log.read_text()
