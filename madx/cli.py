@@ -63,6 +63,10 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
         self.set_defaults(command_prog=self.prog)
 
+    def error(self, message: str):
+        """argparse's own errors (a missing or unknown argument) as one line too, like every user error."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
     def add_argument(self, *args, **kwargs):
         action = super().add_argument(*args, **kwargs)
         if not action.help and action.option_strings and _shown(action.default):  # no help text: the default alone

@@ -33,6 +33,7 @@ from pathlib import Path
 import datasets
 
 from madx.data.checks import BOM, DataFileError, excerpt, read_text
+from madx.data.languages import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +205,12 @@ def wikiann_path(root: str | Path, lang: str, split: str) -> Path:
     for cand in (root / f"{s}-{lang}.tsv", root / lang / s, root / lang / f"{s}.tsv"):
         if cand.is_file():
             return cand
-    have = sorted({p.stem.split("-", 1)[1] for p in root.glob(f"{s}-*.tsv")} | {p.parent.name for p in root.glob(f"*/{s}")})
-    hint = f"languages with a {s} split here: {', '.join(have)}" if have else f"no {s} files under {root}"
+    found = {p.stem.split("-", 1)[1] for p in root.glob(f"{s}-*.tsv")} | {p.parent.name for p in root.glob(f"*/{s}")}
+    have = sorted(name for name in found if name in LANGUAGES)  # a folder such as rahimi-original-en is no language
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in LANGUAGES) if root.is_dir() else []
+    hint = f"languages with a {s} split here: {', '.join(have)}" if have else f"no {s} files for a language under {root}"
+    if folders and not have:
+        hint += f"; its subfolders {', '.join(folders)} may hold the files: point at one of them"
     raise FileNotFoundError(f"no WikiANN {s} file for language {lang!r} under {root}; {hint}")
 
 

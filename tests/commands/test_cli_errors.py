@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from madx import cli
@@ -44,3 +47,13 @@ def test_plan_on_an_invalid_suite_is_a_message(tmp_path, capsys):
 def test_long_messages_are_cut():
     assert len(cli.one_line(ValueError("x" * 10_000))) == 500
     assert cli.one_line(KeyError("a key")) == "a key"
+
+
+def test_argparse_errors_are_one_line_too():
+    """A missing required argument or an unknown option: one line naming the command, exit 2."""
+    for argv, prefix, expected in ((["train-task", "--task", "ner"], "madx train-task", "the following arguments are required"),
+                                   (["params", "--no-such-flag"], "madx", "unrecognized arguments: --no-such-flag")):
+        process = subprocess.run([sys.executable, "-m", "madx", *argv], capture_output=True, text=True)
+        lines = process.stderr.strip().splitlines()
+        assert process.returncode == 2 and len(lines) == 1, process.stderr
+        assert lines[0].startswith(f"{prefix}: error: ") and expected in lines[0], lines[0]

@@ -392,3 +392,21 @@ def test_directory_and_missing_file(tmp_path):
         load_wikiann(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"train-xx\.tsv: no such WikiANN file"):
         load_wikiann(tmp_path / "train-xx.tsv")
+
+
+def test_a_missing_file_names_languages_only_and_points_at_subfolders(tmp_path):
+    """A layout folder (rahimi-original-en) is no language: the message lists codes, and names the subfolders
+    when the root itself holds no language's file."""
+    from madx.data.wikiann import wikiann_path
+
+    (tmp_path / "rahimi-original-en" / "en").mkdir(parents=True)
+    (tmp_path / "rahimi-original-en" / "en" / "test").write_text("a\tO\n")
+    (tmp_path / "rahimi-xtreme").mkdir()
+    with pytest.raises(FileNotFoundError) as error:
+        wikiann_path(tmp_path, "qu", "test")
+    message = str(error.value)
+    assert "languages with" not in message and "rahimi-original-en, rahimi-xtreme" in message
+    (tmp_path / "test-sw.tsv").write_text("a\tO\n")
+    (tmp_path / "rahimi-original-en" / "test").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"languages with a test split here: sw$"):
+        wikiann_path(tmp_path, "qu", "test")
