@@ -58,14 +58,16 @@ RACER = """
     import json, os, sys, time
     from pathlib import Path
     from bench.devices import DeviceAllocator
-    root, devices, sizes, rounds, own_rank, start = sys.argv[1:7]
+    root, devices, sizes, rounds, own_rank, racers = sys.argv[1:7]
     sizes = [int(s) for s in sizes.split(",")]
     allocator = DeviceAllocator(root, devices.split(","), host="node", holder=f"p{os.getpid()}", poll=0.005)
     if int(own_rank) >= 0:
         allocator.take_own(int(own_rank))
     marks = Path(root) / "marks"
-    while time.time() < float(start):
-        pass
+    ready = Path(root) / "ready"
+    (ready / str(os.getpid())).touch()
+    while len(os.listdir(ready)) < int(racers):  # a barrier: every racer has its own device before any group
+        time.sleep(0.001)
     groups, overlaps = [], 0
     for r in range(int(rounds)):
         n = sizes[r % len(sizes)]
@@ -82,16 +84,21 @@ RACER = """
             for device in mine:
                 os.unlink(marks / device)
             groups.append(list(lease.devices))
+    finished = Path(root) / "finished"
+    (finished / str(os.getpid())).touch()
+    while len(os.listdir(finished)) < int(racers):  # own devices stay held until every racer is done
+        time.sleep(0.001)
     print(json.dumps({"own": allocator.own, "groups": groups, "overlaps": overlaps}), flush=True)
 """
 
 
 def race(tmp_path, devices: int, sizes: list[str], rounds: int = 12, own_ranks: list[int] | None = None) -> list[dict]:
     (tmp_path / "marks").mkdir()
-    start = time.time() + 2.0
+    (tmp_path / "ready").mkdir()
+    (tmp_path / "finished").mkdir()
     ids = ",".join(str(i) for i in range(devices))
     own_ranks = own_ranks or [-1] * len(sizes)
-    racers = [python(RACER, str(tmp_path), ids, size, str(rounds), str(own), str(start))
+    racers = [python(RACER, str(tmp_path), ids, size, str(rounds), str(own), str(len(sizes)))
               for size, own in zip(sizes, own_ranks)]
     outputs = []
     for racer in racers:
