@@ -101,16 +101,20 @@ class AdaptedFFNOutput(Adapted):
         return adapted_layer_output(list(adapters), self.madx_mode, normalised, ffn_output, input_tensor, layer_norm)
 
 
-class AdaptedEmbeddings(Adapted):
-    madx_children = ("madx_invertible",)
+class AdaptedByName(Adapted):
+    """An adapted module with one active entry, or none, of its one ModuleDict (``madx_children[0]``)."""
 
     def madx_init(self) -> None:
         self.madx_active: str | None = None
-        self.madx_invertible = nn.ModuleDict()
+        setattr(self, self.madx_children[0], nn.ModuleDict())
         self.madx_resolve()
 
     def _madx_lookup(self) -> tuple[nn.Module, ...]:
-        return () if self.madx_active is None else (self.madx_invertible[self.madx_active],)
+        return () if self.madx_active is None else (getattr(self, self.madx_children[0])[self.madx_active],)
+
+
+class AdaptedEmbeddings(AdaptedByName):
+    madx_children = ("madx_invertible",)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         output = super().forward(*args, **kwargs)
@@ -118,16 +122,8 @@ class AdaptedEmbeddings(Adapted):
         return invertible[0](output) if invertible else output
 
 
-class AdaptedDecoder(Adapted):
+class AdaptedDecoder(AdaptedByName):
     madx_children = ("madx_invertible",)
-
-    def madx_init(self) -> None:
-        self.madx_active: str | None = None
-        self.madx_invertible = nn.ModuleDict()
-        self.madx_resolve()
-
-    def _madx_lookup(self) -> tuple[nn.Module, ...]:
-        return () if self.madx_active is None else (self.madx_invertible[self.madx_active],)
 
     def madx_decoder_input(self, hidden: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """What the projection is applied to: the active invertible adapter's inverse of ``hidden``."""
@@ -138,16 +134,8 @@ class AdaptedDecoder(Adapted):
         return super().forward(self.madx_decoder_input(hidden), *args, **kwargs)
 
 
-class AdaptedHead(Adapted):
+class AdaptedHead(AdaptedByName):
     madx_children = ("madx_heads",)
-
-    def madx_init(self) -> None:
-        self.madx_active: str | None = None
-        self.madx_heads = nn.ModuleDict()
-        self.madx_resolve()
-
-    def _madx_lookup(self) -> tuple[nn.Module, ...]:
-        return () if self.madx_active is None else (self.madx_heads[self.madx_active],)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         head = self._madx_current()
