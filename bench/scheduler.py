@@ -46,7 +46,8 @@ from bench.graph import Job
 
 T = TypeVar("T")
 ASSUMED_TOKENS_PER_S = 100_000.0  # bench.cli's plan assumption; only the ratios between kinds order jobs
-IDLE_SECONDS = (0.1, 5.0)  # first and longest wait between idle polls
+IDLE_SECONDS = (0.1, 1.0)  # first and longest wait between idle polls (an idle poll costs ~1 ms: a short cap keeps a
+# worker that found nothing ready from sleeping through the jobs that became ready meanwhile)
 RELIST_SECONDS = 5.0  # an index folder is listed at least this often, changed mtime or not
 
 
