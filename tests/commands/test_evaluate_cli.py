@@ -11,16 +11,12 @@ import numpy as np
 import pytest
 
 from madx import cli
-from tests.commands.tiny import make_tiny, save_language_adapter, save_task_adapter
+from tests.commands.tiny import tiny_with_adapters
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
-    model = make_tiny(root)
-    save_language_adapter(model, "qu", root / "lang-qu" / "adapter")
-    save_task_adapter(model, root / "ner-madx", method="madx")
-    return root
+    return tiny_with_adapters(tmp_path_factory.mktemp("evaluate"))
 
 
 def evaluate(tiny, out, *extra):

@@ -42,3 +42,12 @@ def save_task_adapter(model_dir: Path, out: Path, method: str | None = "madx", l
     if method is not None:
         (out / "metrics.json").write_text(json.dumps({"command": "train-task", "config": {"method": method}}))
     return path
+
+
+def tiny_with_adapters(root: Path) -> Path:
+    """A tiny model in ``root`` with a Quechua language adapter (``lang-qu/adapter``) and a MAD-X NER task
+    adapter (``ner-madx``), as train-lang and train-task write them."""
+    model = make_tiny(root)
+    save_language_adapter(model, "qu", root / "lang-qu" / "adapter")
+    save_task_adapter(model, root / "ner-madx", method="madx")
+    return root
