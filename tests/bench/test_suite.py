@@ -67,7 +67,7 @@ def changed(suite: dict, **changes) -> dict:
 def test_shipped_suites_are_valid():
     for name in ("smoke", "gpu-smoke"):
         load_suite(name)
-    for name in ("paper-ner", "paper-qa", "offline-real"):
+    for name in ("paper-ner", "paper-qa", "offline-real", "offline-real-mlm-base"):
         load_suite(name, check_paths=False)
 
 
