@@ -148,7 +148,7 @@ def test_calibrate_the_smoke_suite_on_this_device(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run([sys.executable, "-m", "madx", "bench", "plan", "smoke", "--calibrate", "--calibrate-steps", "1",
                            "--calibrate-warmup", "1", "--gpus", "3", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=600)  # a hang guard, not a speed target
     assert done.returncode == 0, done.stderr[-3000:]
     plan = json.loads(done.stdout)
     rate = plan["rate"]
