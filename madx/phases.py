@@ -31,6 +31,7 @@ from madx.tasks.registry import get_task
 from madx.train import TrainConfig, TrainResult, train
 
 MIN_BLOCKS_FOR_DEV = 20  # a smaller MLM corpus holds out no dev set: it selects on (part of) its training blocks
+DEV_MASK_SEED = 1234  # the MLM dev sets' fixed masks
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def train_mlm_blocks(model, train_blocks: datasets.Dataset, dev_blocks: datasets
     objective = MaskedLMObjective(model, compile=runtime.compiles)
 
     def dev_loss(_objective=None):
-        return evaluate_mlm(model, dev_blocks, MaskedLMCollator(tokenizer, seed=1234), runtime, config.batch_size)
+        return evaluate_mlm(model, dev_blocks, MaskedLMCollator(tokenizer, seed=DEV_MASK_SEED), runtime, config.batch_size)
 
     result = train(objective, train_blocks, train_collator, _objective_loss, config, runtime, dev_loss, writer, progress,
                    checkpoint_guard)

@@ -34,7 +34,7 @@ from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
 from madx.evaluate import evaluate_mlm
 from madx.inject.mlm_head import mlm_decoder
 from madx.inject.spec import get_path, spec_for_model_type
-from madx.phases import MIN_BLOCKS_FOR_DEV, MLMData, split_mlm_blocks, train_mlm_blocks
+from madx.phases import DEV_MASK_SEED, MIN_BLOCKS_FOR_DEV, MLMData, split_mlm_blocks, train_mlm_blocks
 from madx.runtime import Runtime
 from madx.train import TrainConfig
 
@@ -77,6 +77,9 @@ def split_per_language(texts: list[Path], tokenizer, data: MLMData, seed: int):
     """(train blocks of all texts, {text stem: its held-out dev blocks}), each text split as a
     language adapter's MLM job splits it. A text too small to hold out a dev set (``split_mlm_blocks``
     then selects on part of train) is all training and has no dev entry."""
+    stems = [text.stem for text in texts]
+    if len(set(stems)) < len(stems):
+        raise ValueError(f"each text file is one language, named by its file name: {[str(t) for t in texts]} repeat a name")
     train_parts, devs = [], {}
     for text in texts:
         train, dev = split_mlm_blocks([text], tokenizer, data, seed)
@@ -87,10 +90,10 @@ def split_per_language(texts: list[Path], tokenizer, data: MLMData, seed: int):
 
 
 def dev_by_language(model, devs: dict, tokenizer, runtime, batch_size: int) -> dict[str, dict]:
-    """Masked-LM dev loss and perplexity of each language's held-out blocks (fixed masks, seed 1234)."""
+    """Masked-LM dev loss and perplexity of each language's held-out blocks (the training loop's fixed dev masks)."""
     out = {}
     for language, dev in devs.items():
-        metrics = evaluate_mlm(model, dev, MaskedLMCollator(tokenizer, seed=1234), runtime, batch_size)
+        metrics = evaluate_mlm(model, dev, MaskedLMCollator(tokenizer, seed=DEV_MASK_SEED), runtime, batch_size)
         out[language] = {"blocks": len(dev), "loss": metrics["loss"], "perplexity": metrics["perplexity"]}
     return out
 

@@ -21,14 +21,13 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from madx.data.mlm import MaskedLMCollator, read_text_files
 from madx.evaluate import evaluate_mlm
 from bench.suite import load_suite
-from madx.phases import MLMData, split_mlm_blocks  # the MLM jobs' own split, so the blocks are the same
+from madx.phases import DEV_MASK_SEED, MLMData, split_mlm_blocks  # the MLM jobs' own split and masks
 from madx.runtime import Runtime
 
 MODES = ("adapter+inv", "adapter", "adapter+inv,leave_out=-1", "adapter,leave_out=-1")
 MODE_NAMES = {"adapter+inv": "MAD-X", "adapter": "MAD-X −INV", "adapter+inv,leave_out=-1": "MAD-X 2.0",
               "adapter,leave_out=-1": "MAD-X 2.0 −INV"}
 JOB_SEED = 1  # bench.execute.run_mlm trains and splits with seed 1
-DEV_MASK_SEED = 1234  # madx.phases.train_mlm's dev collator
 
 
 def mlm_results(run: Path) -> dict[tuple[str, str], dict]:
