@@ -51,8 +51,17 @@ def _objective_loss(objective: nn.Module, batch: dict[str, torch.Tensor]) -> tor
 
 def split_mlm_blocks(corpus, tokenizer, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(train, dev) blocks of an MLM corpus, the dev blocks held out by ``seed`` (tiny corpora: part of train)."""
-    blocks = build_mlm_dataset(corpus, tokenizer, data.max_seq_length)
-    n_dev = min(data.max_dev_blocks, int(len(blocks) * data.dev_fraction)) if len(blocks) >= MIN_BLOCKS_FOR_DEV else 0
+    return split_blocks(build_mlm_dataset(corpus, tokenizer, data.max_seq_length), data, seed)
+
+
+def held_out_dev_blocks(n_blocks: int, data: MLMData) -> int:
+    """How many of a corpus's ``n_blocks`` are held out for dev (0: too small, it selects on part of train)."""
+    return min(data.max_dev_blocks, int(n_blocks * data.dev_fraction)) if n_blocks >= MIN_BLOCKS_FOR_DEV else 0
+
+
+def split_blocks(blocks: datasets.Dataset, data: MLMData, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """``split_mlm_blocks`` on blocks already built."""
+    n_dev = held_out_dev_blocks(len(blocks), data)
     if n_dev == 0:
         return blocks, blocks.select(range(min(len(blocks), 8)))  # tiny corpus: select on (part of) train
     split = blocks.train_test_split(test_size=n_dev, seed=seed, shuffle=True)

@@ -34,7 +34,7 @@ from madx.data.mlm import MaskedLMCollator, build_mlm_dataset
 from madx.evaluate import evaluate_mlm
 from madx.inject.mlm_head import mlm_decoder
 from madx.inject.spec import get_path, spec_for_model_type
-from madx.phases import DEV_MASK_SEED, MIN_BLOCKS_FOR_DEV, MLMData, split_mlm_blocks, train_mlm_blocks
+from madx.phases import DEV_MASK_SEED, MIN_BLOCKS_FOR_DEV, MLMData, held_out_dev_blocks, split_blocks, train_mlm_blocks
 from madx.runtime import Runtime
 from madx.train import TrainConfig
 
@@ -82,9 +82,10 @@ def split_per_language(texts: list[Path], tokenizer, data: MLMData, seed: int):
         raise ValueError(f"each text file is one language, named by its file name: {[str(t) for t in texts]} repeat a name")
     train_parts, devs = [], {}
     for text in texts:
-        train, dev = split_mlm_blocks([text], tokenizer, data, seed)
+        blocks = build_mlm_dataset([text], tokenizer, data.max_seq_length)
+        train, dev = split_blocks(blocks, data, seed)
         train_parts.append(train)
-        if len(build_mlm_dataset([text], tokenizer, data.max_seq_length)) >= MIN_BLOCKS_FOR_DEV:
+        if held_out_dev_blocks(len(blocks), data):
             devs[text.stem] = dev
     return datasets.concatenate_datasets(train_parts), devs
 
